@@ -1,0 +1,118 @@
+"""Orbax checkpoints: one Composite item per part of the training state.
+
+Items: `params`, `opt_state` (pytrees), `rng` (the run's key data), `step`
+and `data` (the data iterator's state, JSON). Keeping them apart lets
+`sample.py` restore `params` alone, on any device, whatever device count
+trained them. Parameters are saved unreplicated (host-side values).
+
+When the newest checkpoint cannot be read, we warn in one line and fall back
+to the previous readable one; a trainer moves the unreadable one aside
+(renamed, never deleted) so the run can save that step again.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from vae_jax.errors import UserError
+
+ITEMS = ("params", "opt_state", "rng", "step", "data")
+
+
+def _warn(message: str) -> None:
+  print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def _short(e: BaseException) -> str:
+  text = " ".join(str(e).split()) or type(e).__name__
+  return text[:200]
+
+
+class Checkpoints:
+  """A CheckpointManager over DIR/checkpoints with the items above."""
+
+  def __init__(self, workdir: str | os.PathLike, *, max_to_keep: int = 3, read_only: bool = False):
+    self.directory = Path(workdir).absolute() / "checkpoints"
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep, create=not read_only, read_only=read_only,
+        enable_async_checkpointing=True)
+    self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=ITEMS)
+
+  def steps(self) -> list[int]:
+    return sorted(self._manager.all_steps())
+
+  def save(self, step: int, *, params: Any, opt_state: Any, rng: jax.Array,
+           data_state: dict) -> None:
+    """Saves asynchronously; `wait()` blocks until it is on disk."""
+    args = ocp.args.Composite(
+        params=ocp.args.StandardSave(params),
+        opt_state=ocp.args.StandardSave(opt_state),
+        rng=ocp.args.StandardSave(jax.random.key_data(rng)),
+        step=ocp.args.JsonSave({"step": int(step)}),
+        data=ocp.args.JsonSave(data_state),
+    )
+    self._manager.save(step, args=args, force=True)
+
+  def wait(self) -> None:
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.wait_until_finished()
+    self._manager.close()
+
+  def _restore_newest(self, make_args, *, move_aside: bool):
+    """Restores the newest readable step; warns and falls back past unreadable ones."""
+    steps = self.steps()
+    for i, step in enumerate(reversed(steps)):
+      try:
+        return step, self._manager.restore(step, args=make_args())
+      except Exception as e:  # Orbax raises many types for a damaged checkpoint
+        older = steps[-2 - i] if i + 1 < len(steps) else None
+        fallback = f"falling back to step {older}" if older is not None else "no older checkpoint"
+        _warn(f"checkpoint at step {step} in {self.directory} is unreadable ({_short(e)}); {fallback}")
+        if move_aside:
+          aside = self.directory / f"{step}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}"
+          os.replace(self.directory / str(step), aside)
+          _warn(f"moved it to {aside}")
+    if steps:
+      raise UserError(f"no readable checkpoint in {self.directory} (steps {steps}); "
+                      "restore a backup or use a new --workdir")
+    return None
+
+  def restore_train(self, *, abstract_params: Any, abstract_opt_state: Any):
+    """(step, params, opt_state, rng_key_data, data_state) of the newest readable step, or None."""
+    def make_args():
+      return ocp.args.Composite(
+          params=ocp.args.StandardRestore(abstract_params),
+          opt_state=ocp.args.StandardRestore(abstract_opt_state),
+          rng=ocp.args.StandardRestore(),
+          step=ocp.args.JsonRestore(),
+          data=ocp.args.JsonRestore(),
+      )
+    found = self._restore_newest(make_args, move_aside=True)
+    if found is None:
+      return None
+    self._manager.reload()
+    step, r = found
+    if r.step["step"] != step:
+      raise UserError(f"checkpoint {step} in {self.directory} says it is step {r.step['step']}")
+    return step, r.params, r.opt_state, np.asarray(r.rng), r.data
+
+  def restore_params(self, *, abstract_params: Any):
+    """(step, params) of the newest readable checkpoint; nothing else is read."""
+    found = self._restore_newest(
+        lambda: ocp.args.Composite(params=ocp.args.StandardRestore(abstract_params)),
+        move_aside=False)
+    if found is None:
+      raise UserError(f"no checkpoint in {self.directory}; train first with "
+                      f"`python train.py --workdir {self.directory.parent}`")
+    step, r = found
+    return step, r.params

@@ -1,0 +1,90 @@
+"""The configuration schema: every key, its default and its type, and validation.
+
+`base_config()` is the offline default (procedural shapes, an MLP VAE, a few
+minutes on a laptop CPU). Files in `configs/` start from it and override;
+`validate` turns an out-of-range value into one clear error line.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from vae_jax.errors import UserError
+
+
+def base_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0                  # the only seed: params init, data order, every draw
+  c.num_train_steps = 3000
+  c.batch_size = 128          # global: summed over devices (and hosts)
+  c.eval_batch_size = 500     # global
+  c.parallel = "pmap"         # "pmap" or "jit" (NamedSharding); same results
+  c.num_devices = 0           # 0: all local devices
+
+  # Objective (vae_jax/losses.py): a registered name or "package.module:function".
+  c.loss = "elbo"             # "elbo" or "beta_elbo"
+  c.beta = 1.0                # KL weight of beta_elbo
+  c.kl_warmup_steps = 0       # beta_elbo: beta grows linearly from 0 over these steps
+
+  # Optimizer (vae_jax/train_step.py).
+  c.optimizer = "adam"        # adam, adamw, sgd
+  c.learning_rate = 1e-3
+  c.lr_schedule = "constant"  # constant or cosine (with lr_warmup_steps)
+  c.lr_warmup_steps = 0
+  c.weight_decay = 0.0        # adamw only
+  c.grad_clip_norm = 0.0      # 0: no clipping
+
+  # Book-keeping (vae_jax/trainer.py).
+  c.log_every = 100
+  c.eval_every = 1000         # evaluation on the whole test split; always at the end too
+  c.sample_every = 1000       # PNG grids of samples and reconstructions; always at the end too
+  c.checkpoint_every = 1000   # always at the end too
+  c.keep_checkpoints = 3
+  c.num_grid_images = 64
+  c.progress_bar = True
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = "shapes"      # shapes, mnist, fashion_mnist, cifar10, celeb_a, folder
+  c.data.dir = ""             # local data instead of a TFDS download (see README)
+  c.data.tfds_data_dir = ""   # TFDS data_dir; "" = TFDS default
+  c.data.image_size = 28
+  c.data.channels = 1
+  c.data.test_fraction = 0.05  # folder: held-out share
+  c.data.num_train_examples = 0  # 0: all
+  c.data.num_test_examples = 0   # 0: all
+  c.data.shapes_num_train = 20000
+  c.data.shapes_num_test = 2000
+  c.data.binarize = True      # Bernoulli likelihood: dynamic binarisation
+  c.data.dequantize = True    # Gaussian likelihood: uniform dequantisation
+
+  c.model = ml_collections.ConfigDict()
+  c.model.encoder = "mlp"     # mlp or conv (or "package.module:Class")
+  c.model.decoder = "mlp"
+  c.model.latent_dim = 10
+  c.model.hidden = (256,)     # mlp widths
+  c.model.channels = (32, 64)  # conv widths, encoder order; each halves the resolution
+  c.model.kernel = 4
+  c.model.upsample = "pixel_shuffle"  # conv decoder: pixel_shuffle, transpose, resize
+  c.model.likelihood = "bernoulli"    # bernoulli or gaussian
+  c.model.gaussian_std = 0.1
+  c.model.learn_std = False
+  return c
+
+
+def _require(ok: bool, message: str) -> None:
+  if not ok:
+    raise UserError(message)
+
+
+def validate(c: ml_collections.ConfigDict) -> None:
+  """Checks values that types alone do not; raises UserError naming the key and the fix."""
+  for key in ("num_train_steps", "batch_size", "eval_batch_size", "log_every", "eval_every",
+              "sample_every", "checkpoint_every", "keep_checkpoints", "num_grid_images"):
+    _require(c[key] >= 1, f"{key} must be >= 1, got {c[key]}; set --config.{key}=N")
+  _require(c.num_devices >= 0, f"num_devices must be >= 0, got {c.num_devices}")
+  _require(c.learning_rate > 0, f"learning_rate must be > 0, got {c.learning_rate}")
+  _require(c.beta >= 0, f"beta must be >= 0, got {c.beta}")
+  _require(c.data.channels in (1, 3), f"data.channels must be 1 or 3, got {c.data.channels}")
+  _require(c.data.image_size >= 4, f"data.image_size must be >= 4, got {c.data.image_size}")
+  _require(0 <= c.data.test_fraction < 1,
+           f"data.test_fraction must be in [0, 1), got {c.data.test_fraction}")

@@ -1,0 +1,107 @@
+"""A trained run, loaded for inference: its config, model and parameters only.
+
+`load_trained(workdir)` reads DIR/config.json and restores the `params` item
+of the newest readable checkpoint onto the first local device (CPU is fine),
+whatever the device count that trained it. The optimizer state is not read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import jax
+import ml_collections
+import numpy as np
+
+from vae_jax import checkpointing
+from vae_jax import config as config_lib
+from vae_jax import data
+from vae_jax import images
+from vae_jax import model as model_lib
+from vae_jax import sampling
+from vae_jax.errors import UserError
+
+
+@dataclasses.dataclass(frozen=True)
+class Trained:
+  config: ml_collections.ConfigDict
+  model: model_lib.VAE
+  params: object
+  step: int
+
+  @property
+  def image_shape(self) -> tuple[int, int, int]:
+    return (self.config.data.image_size, self.config.data.image_size, self.config.data.channels)
+
+
+def load_config(workdir: Path) -> ml_collections.ConfigDict:
+  path = workdir / "config.json"
+  if not path.exists():
+    raise UserError(f"{path} not found: {workdir} is not a training run directory; "
+                    "pass the --workdir you trained with")
+  try:
+    saved = json.loads(path.read_text())
+  except json.JSONDecodeError as e:
+    raise UserError(f"{path} is not valid JSON ({e}); restore it from the run") from None
+  config = config_lib.base_config()
+  config.update_from_flattened_dict(_flatten(saved))
+  return config
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(_flatten(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = tuple(v) if isinstance(v, list) else v
+  return out
+
+
+def load_trained(workdir: str | Path) -> Trained:
+  workdir = Path(workdir)
+  config = load_config(workdir)
+  shape = (config.data.image_size, config.data.image_size, config.data.channels)
+  model = model_lib.make_model(config, shape)
+  abstract = jax.eval_shape(lambda: model_lib.init(model, jax.random.key(0), shape))
+  sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), abstract)
+  ckpts = checkpointing.Checkpoints(workdir, read_only=True)
+  try:
+    step, params = ckpts.restore_params(abstract_params=abstract)
+  finally:
+    ckpts.close()
+  return Trained(config=config, model=model, params=params, step=step)
+
+
+def write_prior_samples(run: Trained, path: Path, *, num: int, seed: int, temperature: float,
+                        mode: str = "mean") -> Path:
+  x = sampling.prior_samples(run.params, jax.random.key(seed), temperature, model=run.model,
+                             num=num, mode=mode)
+  return images.save_grid(np.asarray(x), path)
+
+
+def _test_images(run: Trained, num: int, offset: int = 0) -> np.ndarray:
+  test = data.load_datasets(run.config.data).test
+  if len(test) < offset + num:
+    raise UserError(f"the test split has {len(test)} images; ask for at most {len(test) - offset}")
+  return np.stack([test[i] for i in range(offset, offset + num)])
+
+
+def write_reconstructions(run: Trained, path: Path, *, num: int) -> Path:
+  """Test images (odd columns) beside their reconstructions (even columns)."""
+  x = _test_images(run, num)
+  recon = np.asarray(sampling.reconstructions(run.params, x, model=run.model))
+  pairs = np.empty((2 * num, *recon.shape[1:]), np.float32)
+  pairs[0::2], pairs[1::2] = x / 255.0, recon
+  return images.save_grid(pairs, path, ncol=2 * max(1, int(np.sqrt(num))))
+
+
+def write_interpolations(run: Trained, path: Path, *, num_rows: int, num_steps: int) -> Path:
+  """Each row decodes a straight line in latent space between two test images."""
+  x = _test_images(run, 2 * num_rows)
+  out = sampling.interpolations(run.params, x[:num_rows], x[num_rows:], model=run.model,
+                                num_steps=num_steps)
+  return images.save_grid(np.asarray(out), path, ncol=num_steps)

@@ -1,0 +1,111 @@
+"""The pure train and eval steps, written once for any number of devices.
+
+`train_step` is a pure function of (state, batch, rng). Given `axis_name` it
+runs inside `jax.pmap` (or `shard_map`) over a named device axis and averages
+gradients and metrics with `lax.pmean`; with `axis_name=None` it sees the
+global batch and lets `jax.jit` partition it by the batch's sharding. Random
+draws depend only on (seed, step, the example's position in the global batch),
+so the result does not depend on how the batch is split across devices.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from vae_jax import losses
+from vae_jax import model as model_lib
+from vae_jax.errors import UserError
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array  # int32 scalar: the number of updates applied so far
+  params: Any
+  opt_state: Any
+
+
+def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """Optimizer from `config.optimizer`, `learning_rate`, `lr_schedule`, `grad_clip_norm`."""
+  if config.lr_schedule == "constant":
+    lr = config.learning_rate
+  elif config.lr_schedule == "cosine":
+    lr = optax.warmup_cosine_decay_schedule(
+        0.0, config.learning_rate, max(config.lr_warmup_steps, 0), max(config.num_train_steps, 1))
+  else:
+    raise UserError(f"unknown lr_schedule {config.lr_schedule!r}; valid: constant, cosine")
+  if config.optimizer == "adam":
+    opt = optax.adam(lr)
+  elif config.optimizer == "adamw":
+    opt = optax.adamw(lr, weight_decay=config.weight_decay)
+  elif config.optimizer == "sgd":
+    opt = optax.sgd(lr, momentum=0.9)
+  else:
+    raise UserError(f"unknown optimizer {config.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
+  if config.grad_clip_norm > 0:
+    opt = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), opt)
+  return opt
+
+
+def init_state(params, optimizer: optax.GradientTransformation) -> TrainState:
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params))
+
+
+def example_keys(rng: jax.Array, position_B: jax.Array) -> jax.Array:
+  """One key per example: fold_in(rng, position in the global batch or dataset)."""
+  return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(rng, position_B)
+
+
+def global_positions(local_batch: int, axis_name: str | None) -> jax.Array:
+  """Positions of this device's examples in the global batch: device_index * local_batch + i."""
+  offset = 0 if axis_name is None else jax.lax.axis_index(axis_name) * local_batch
+  return offset + jnp.arange(local_batch)
+
+
+def train_step(state: TrainState, batch: dict, rng: jax.Array, *,
+               loss_fn: losses.LossFn, model: model_lib.VAE,
+               config: ml_collections.ConfigDict, optimizer: optax.GradientTransformation,
+               axis_name: str | None = None) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One optimizer update on the batch. `rng` is the run's training key.
+
+  Each device computes the gradient of its shard's mean loss; the pmean over
+  devices of equal shard sizes is the gradient of the global mean loss.
+  """
+  step_rng = jax.random.fold_in(rng, state.step)
+  keys_B = example_keys(step_rng, global_positions(batch["image"].shape[0], axis_name))
+
+  def objective(params):
+    return loss_fn(params, batch, keys_B, state.step, model=model, config=config)
+
+  (loss, metrics), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+  metrics = dict(metrics, loss=loss)
+  if axis_name is not None:
+    grads, metrics = jax.lax.pmean((grads, metrics), axis_name)
+  metrics["grad_norm"] = optax.global_norm(grads)
+  updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+
+def eval_step(params, batch: dict, rng: jax.Array, *, model: model_lib.VAE,
+              config: ml_collections.ConfigDict, axis_name: str | None = None) -> dict[str, jax.Array]:
+  """Sums of the per-example ELBO terms over the real (mask=True) examples, and their count.
+
+  `batch["index"]` is each example's index in the test set, so the draws (and
+  fixed binarisation) of an example are the same in every evaluation.
+  """
+  keys_B = example_keys(rng, batch["index"])
+  terms = losses.elbo_terms(params, batch, keys_B, model=model, config=config)
+  mask = batch["mask"].astype(jnp.float32)
+  sums = {k: jnp.sum(v * mask) for k, v in terms.items()}
+  sums["count"] = jnp.sum(mask)
+  if axis_name is not None:
+    sums = jax.lax.psum(sums, axis_name)
+  return sums

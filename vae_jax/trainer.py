@@ -1,0 +1,286 @@
+"""The training loop: data, parallel steps, evaluation, image grids, checkpoints, resumption.
+
+`train_and_evaluate(config, workdir)` is what `train.py` calls. Rerunning it on
+the same workdir resumes from the newest readable checkpoint, with the same
+data order, so an interrupted run ends with the same parameters as an
+uninterrupted one.
+
+Host syncs happen only every `log_every` steps and at evaluations and
+checkpoints; in between, steps are dispatched asynchronously while the host
+prepares the next batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from tqdm import tqdm
+
+from vae_jax import checkpointing
+from vae_jax import config as config_lib
+from vae_jax import data
+from vae_jax import images
+from vae_jax import losses
+from vae_jax import metrics_log
+from vae_jax import model as model_lib
+from vae_jax import parallel
+from vae_jax import pixels
+from vae_jax import sampling
+from vae_jax import train_step as step_lib
+from vae_jax.errors import UserError
+
+# Config keys that fix the shapes of the parameters: a resumed run must match them.
+_SHAPE_KEYS = ("model", "data.image_size", "data.channels")
+
+
+@dataclasses.dataclass(frozen=True)
+class Keys:
+  """The run's keys, all derived from `config.seed`."""
+  init: jax.Array
+  train: jax.Array
+  eval: jax.Array
+  sample: jax.Array
+
+  @classmethod
+  def from_seed(cls, seed: int) -> "Keys":
+    return cls(*jax.random.split(jax.random.key(seed), 4))
+
+
+def _lookup(config: ml_collections.ConfigDict, dotted: str) -> Any:
+  value = config
+  for part in dotted.split("."):
+    value = value[part]
+  return value.to_dict() if isinstance(value, ml_collections.ConfigDict) else value
+
+
+def _normalise(v: Any) -> Any:
+  return json.loads(json.dumps(v, default=list))
+
+
+def check_resumable(config: ml_collections.ConfigDict, workdir: Path) -> None:
+  """A workdir's saved config.json must agree with `config` on the shape-defining keys."""
+  saved_path = workdir / "config.json"
+  if not saved_path.exists():
+    return
+  try:
+    saved = ml_collections.ConfigDict(json.loads(saved_path.read_text()))
+  except (json.JSONDecodeError, ValueError) as e:
+    raise UserError(f"{saved_path} is not valid JSON ({e}); restore it or use a new --workdir") from None
+  for key in _SHAPE_KEYS:
+    try:
+      old = _normalise(_lookup(saved, key))
+    except (KeyError, AttributeError):
+      continue
+    new = _normalise(_lookup(config, key))
+    if old != new:
+      raise UserError(
+          f"{workdir} holds a run with {key}={old}, but the config says {new}; "
+          "use the same config to resume, or a new --workdir")
+
+
+def abstract_on_host(tree: Any) -> Any:
+  """ShapeDtypeStructs on the first local device: the restore target for Orbax."""
+  sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
+
+
+def evaluate(params, source, *, eval_fn, backend: parallel.Backend, batch_size: int,
+             eval_key: jax.Array, config: ml_collections.ConfigDict,
+             num_dims: int) -> dict[str, float]:
+  """Mean ELBO terms over the whole split (nats per image), and bits/dim."""
+  totals = None
+  rows = parallel.process_slice(batch_size)
+  for batch in _indexed(data.eval_batches(source, batch_size), batch_size):
+    batch = {k: v[rows] for k, v in batch.items()}
+    sums = eval_fn(params, backend.shard_batch(batch), eval_key)
+    totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+  totals = jax.device_get(backend.unreplicate(totals))
+  count = float(totals.pop("count"))
+  out = {k: float(v) / count for k, v in totals.items()}
+  out["elbo"] = -out["neg_elbo"]
+  out["bits_per_dim"] = float(pixels.nats_to_bits_per_dim(out["neg_elbo"], num_dims, config=config))
+  out["num_examples"] = int(count)
+  return out
+
+
+def _indexed(batches, batch_size: int):
+  """Adds each example's index in the split, for per-example evaluation keys."""
+  for i, batch in enumerate(batches):
+    start = i * batch_size
+    yield dict(batch, index=np.arange(start, start + batch_size, dtype=np.int32))
+
+
+def write_grids(params, test_source, workdir: Path, step: int, *, model: model_lib.VAE,
+                keys: Keys, num: int) -> None:
+  """DIR/samples/step_N_{prior,recon}.png: prior samples, and test images beside reconstructions."""
+  out = workdir / "samples"
+  x = sampling.prior_samples(params, keys.sample, 1.0, model=model, num=num)
+  images.save_grid(np.asarray(x), out / f"step_{step:07d}_prior.png")
+  n = min(num // 2, len(test_source))
+  originals = np.stack([test_source[i] for i in range(n)])
+  recon = np.asarray(sampling.reconstructions(params, originals, model=model))
+  pairs = np.empty((2 * n, *recon.shape[1:]), np.float32)  # originals and reconstructions alternate
+  pairs[0::2] = originals.astype(np.float32) / 255.0
+  pairs[1::2] = recon
+  ncol = 2 * max(1, int(math.sqrt(n)))
+  images.save_grid(pairs, out / f"step_{step:07d}_recon.png", ncol=ncol)
+
+
+def _check_divisible(config: ml_collections.ConfigDict, backend: parallel.Backend) -> None:
+  parts = backend.num_devices * jax.process_count()
+  for key in ("batch_size", "eval_batch_size"):
+    if config[key] % parts:
+      raise UserError(f"{key}={config[key]} must be divisible by the {parts} devices; "
+                      f"set --config.{key} to a multiple of {parts}")
+
+
+def _host_mean(metric_list: list, backend: parallel.Backend) -> dict[str, float]:
+  fetched = jax.device_get([backend.unreplicate(m) for m in metric_list])
+  return {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *,
+                       stop_after_step: int | None = None) -> dict[str, float]:
+  """Trains (or resumes) in `workdir`; returns the final test metrics.
+
+  Args:
+    stop_after_step: stop (after checkpointing) once this step is reached, as a
+      preempted job would; rerunning resumes. For tests and time-sliced jobs.
+  """
+  config_lib.validate(config)
+  workdir = Path(workdir)
+  # Everything that can fail on bad input is checked before DIR is touched.
+  datasets = data.load_datasets(config.data)
+  image_shape = tuple(datasets.image_shape)
+  num_dims = math.prod(image_shape)
+  model = model_lib.make_model(config, image_shape)
+  loss_fn = losses.get_loss_fn(config)
+  optimizer = step_lib.make_optimizer(config)
+  backend = parallel.make_backend(config.parallel, config.num_devices)
+  _check_divisible(config, backend)
+  check_resumable(config, workdir)
+
+  keys = Keys.from_seed(config.seed)
+  params = model_lib.init(model, keys.init, image_shape)
+  state = step_lib.init_state(params, optimizer)
+  workdir.mkdir(parents=True, exist_ok=True)
+  ckpts = checkpointing.Checkpoints(workdir, max_to_keep=config.keep_checkpoints)
+  restored = ckpts.restore_train(abstract_params=abstract_on_host(state.params),
+                                 abstract_opt_state=abstract_on_host(state.opt_state))
+  train_key, data_state = keys.train, None
+  if restored is not None:
+    step, params, opt_state, key_data, data_state = restored
+    state = step_lib.TrainState(step=jnp.asarray(step, jnp.int32), params=params, opt_state=opt_state)
+    train_key = jax.random.wrap_key_data(jnp.asarray(key_data))
+    print(f"resuming from step {step} in {ckpts.directory}", file=sys.stderr, flush=True)
+  if not (workdir / "config.json").exists():
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
+
+  start = int(state.step)
+  train_iter = data.train_iterator(datasets.train, batch_size=config.batch_size, seed=config.seed)
+  if data_state is not None:
+    train_iter.set_state(data_state)
+
+  p_train = backend.compile(
+      functools.partial(step_lib.train_step, loss_fn=loss_fn, model=model, config=config,
+                        optimizer=optimizer), donate_argnums=(0,))
+  p_eval = backend.compile(functools.partial(step_lib.eval_step, model=model, config=config))
+  d_state = backend.replicate(state)
+  d_train_key, d_eval_key = backend.replicate(train_key), backend.replicate(keys.eval)
+  log = metrics_log.MetricsLog(workdir / "metrics.jsonl")
+  rows = parallel.process_slice(config.batch_size)
+  last_saved = start if restored is not None else None
+
+  def host_params():
+    return backend.unreplicate(d_state.params)
+
+  def save(step: int) -> None:
+    nonlocal last_saved
+    host = jax.device_get(backend.unreplicate(d_state))
+    if not all(np.all(np.isfinite(x)) for x in jax.tree.leaves(host.params)):
+      raise UserError(f"parameters are not finite at step {step}; not saving. The last checkpoint "
+                      f"(step {last_saved}) is intact; lower --config.learning_rate or set "
+                      "--config.grad_clip_norm")
+    ckpts.save(step, params=host.params, opt_state=host.opt_state, rng=train_key,
+               data_state=train_iter.get_state())
+    last_saved = step
+
+  def run_eval(step: int) -> dict[str, float]:
+    result = evaluate(d_state.params, datasets.test, eval_fn=p_eval, backend=backend,
+                      batch_size=config.eval_batch_size, eval_key=d_eval_key, config=config,
+                      num_dims=num_dims)
+    log.write({"split": "test", "step": step, **result})
+    return result
+
+  total = config.num_train_steps
+  end = total if stop_after_step is None else min(total, stop_after_step)
+  bar = tqdm(total=total, initial=start, disable=None if config.progress_bar else True,
+             dynamic_ncols=True, unit="step", file=sys.stderr)
+  pending: list = []
+  t_last, n_last = time.perf_counter(), start
+  step = start
+  try:
+    while step < end:
+      batch = next(train_iter)
+      batch = {"image": batch["image"][rows]}
+      d_state, metrics = p_train(d_state, backend.shard_batch(batch), d_train_key)
+      step += 1
+      pending.append(metrics)
+      if step % config.log_every == 0 or step == end:
+        summary = _host_mean(pending, backend)
+        pending.clear()
+        now = time.perf_counter()
+        summary["images_per_s"] = (step - n_last) * config.batch_size / (now - t_last)
+        t_last, n_last = now, step
+        log.write({"split": "train", "step": step, **summary})
+        if not math.isfinite(summary["loss"]):
+          raise UserError(
+              f"training diverged: loss is {summary['loss']} at step {step}; the last checkpoint "
+              f"(step {last_saved}) is intact; lower --config.learning_rate or set "
+              "--config.grad_clip_norm")
+        bar.set_postfix(loss=f"{summary['loss']:.2f}", img_s=f"{summary['images_per_s']:.0f}")
+        if bar.disable:
+          print(f"step {step}/{total}: loss {summary['loss']:.3f} "
+                f"neg_elbo {summary['neg_elbo']:.3f} ({summary['images_per_s']:.0f} images/s)",
+                file=sys.stderr, flush=True)
+      bar.update(1)
+      if step % config.eval_every == 0 and step < total:
+        run_eval(step)
+      if step % config.sample_every == 0 and step < total and jax.process_index() == 0:
+        write_grids(host_params(), datasets.test, workdir, step, model=model, keys=keys,
+                    num=config.num_grid_images)
+      if step % config.checkpoint_every == 0 or step == end:
+        save(step)
+  except KeyboardInterrupt:
+    bar.close()
+    if step != last_saved:
+      save(step)
+    ckpts.close()
+    print(f"interrupted at step {step}; checkpoint saved in {ckpts.directory}; "
+          "rerun the same command to resume", file=sys.stderr, flush=True)
+    raise SystemExit(130) from None
+  bar.close()
+  if step != last_saved:
+    save(step)
+  ckpts.close()
+  if step < total:  # stopped early on purpose: resume later
+    return {}
+  final = run_eval(step)
+  if jax.process_index() == 0:
+    write_grids(host_params(), datasets.test, workdir, step, model=model, keys=keys,
+                num=config.num_grid_images)
+  print(f"step {step}: test neg_elbo {final['neg_elbo']:.2f} nats "
+        f"(recon {final['recon']:.2f}, kl {final['kl']:.2f}, {final['bits_per_dim']:.4f} bits/dim)",
+        file=sys.stderr, flush=True)
+  return final
