@@ -8,19 +8,17 @@ import sys
 from pathlib import Path
 
 from absl import flags
-from ml_collections import config_flags
 
 from vae_jax import cli, trainer
 from vae_jax.errors import run_cli
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", str(Path(__file__).parent / "configs" / "default.py"), "config file (a get_config())")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/default", "run directory: checkpoints, metrics, images")
 
 
 def main() -> None:
+  config = cli.define_config_flag(str(Path(__file__).parent / "configs" / "default.py"))
   cli.parse_flags(sys.argv)
-  trainer.train_and_evaluate(cli.load_config_flag(_CONFIG), _WORKDIR.value)
+  trainer.train_and_evaluate(cli.config_value(config), _WORKDIR.value)
 
 
 if __name__ == "__main__":

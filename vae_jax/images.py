@@ -15,6 +15,13 @@ def to_uint8(images_NHWC: np.ndarray) -> np.ndarray:
   return np.clip(np.rint(np.asarray(images_NHWC, np.float32) * 255.0), 0, 255).astype(np.uint8)
 
 
+def interleave(a_NHWC: np.ndarray, b_NHWC: np.ndarray) -> np.ndarray:
+  """[a0, b0, a1, b1, ...]: e.g. originals beside their reconstructions."""
+  out = np.empty((2 * len(a_NHWC), *a_NHWC.shape[1:]), np.float32)
+  out[0::2], out[1::2] = a_NHWC, b_NHWC
+  return out
+
+
 def grid(images_NHWC: np.ndarray, *, ncol: int | None = None, pad: int = 1) -> np.ndarray:
   """Tiles N images [N, H, W, C] into one [rows*(H+pad)+pad, ncol*(W+pad)+pad, C] image."""
   n, h, w, c = images_NHWC.shape

@@ -94,9 +94,8 @@ def write_reconstructions(run: Trained, path: Path, *, num: int) -> Path:
   """Test images (odd columns) beside their reconstructions (even columns)."""
   x = _test_images(run, num)
   recon = np.asarray(sampling.reconstructions(run.params, x, model=run.model))
-  pairs = np.empty((2 * num, *recon.shape[1:]), np.float32)
-  pairs[0::2], pairs[1::2] = x / 255.0, recon
-  return images.save_grid(pairs, path, ncol=2 * max(1, int(np.sqrt(num))))
+  return images.save_grid(images.interleave(x / 255.0, recon), path,
+                          ncol=2 * max(1, int(np.sqrt(num))))
 
 
 def write_interpolations(run: Trained, path: Path, *, num_rows: int, num_steps: int) -> Path:

@@ -130,11 +130,8 @@ def write_grids(params, test_source, workdir: Path, step: int, *, model: model_l
   n = min(num // 2, len(test_source))
   originals = np.stack([test_source[i] for i in range(n)])
   recon = np.asarray(sampling.reconstructions(params, originals, model=model))
-  pairs = np.empty((2 * n, *recon.shape[1:]), np.float32)  # originals and reconstructions alternate
-  pairs[0::2] = originals.astype(np.float32) / 255.0
-  pairs[1::2] = recon
-  ncol = 2 * max(1, int(math.sqrt(n)))
-  images.save_grid(pairs, out / f"step_{step:07d}_recon.png", ncol=ncol)
+  images.save_grid(images.interleave(originals / 255.0, recon), out / f"step_{step:07d}_recon.png",
+                   ncol=2 * max(1, int(math.sqrt(n))))
 
 
 def _check_divisible(config: ml_collections.ConfigDict, backend: parallel.Backend) -> None:
