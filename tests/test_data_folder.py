@@ -1,0 +1,162 @@
+"""Tests for vae_jax.data.folder: image folders with mixed files."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFile
+
+from vae_jax.data import folder
+from vae_jax.errors import UserError
+
+
+def _save(path: Path, image: Image.Image, **kwargs) -> None:
+  path.parent.mkdir(parents=True, exist_ok=True)
+  image.save(path, **kwargs)
+
+
+def _noise(size: tuple[int, int], mode: str, seed: int) -> Image.Image:
+  channels = {"L": 1, "RGB": 3, "RGBA": 4}[mode]
+  pixels = np.random.default_rng(seed).integers(
+      0, 256, (size[1], size[0], channels), dtype=np.uint8
+  )
+  return Image.fromarray(pixels.squeeze(-1) if channels == 1 else pixels)
+
+
+def _mixed_folder(root: Path) -> list[str]:
+  """Writes one image of each kind; returns their relative paths, sorted."""
+  _save(root / "a_rgb.png", _noise((40, 30), "RGB", 0))
+  _save(root / "b_gray.jpg", _noise((20, 50), "L", 1), quality=90)
+  _save(root / "c_rgba.PNG", _noise((17, 17), "RGBA", 2))
+  _save(root / "sub/d_palette.gif", _noise((33, 21), "RGB", 3).quantize(16))
+  _save(root / "sub/deeper/e.bmp", _noise((8, 9), "RGB", 4))
+  _save(root / "sub/f.webp", _noise((64, 48), "RGB", 5))
+  _save(
+      root / "g_16bit.png", Image.fromarray(np.full((12, 10), 40000, np.uint16))
+  )
+  _save(root / "h.jpeg", _noise((100, 100), "RGB", 6))
+  (root / "notes.txt").write_text("not an image")
+  _save(root / ".hidden.png", _noise((5, 5), "RGB", 7))  # Skipped.
+  return sorted(
+      [
+          "a_rgb.png",
+          "b_gray.jpg",
+          "c_rgba.PNG",
+          "sub/d_palette.gif",
+          "sub/deeper/e.bmp",
+          "sub/f.webp",
+          "g_16bit.png",
+          "h.jpeg",
+      ]
+  )
+
+
+def test_find_images(tmp_path):
+  expected = _mixed_folder(tmp_path)
+  assert folder.find_images(tmp_path) == expected
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_load_mixed_folder(tmp_path, channels):
+  paths = _mixed_folder(tmp_path)
+  train, test = folder.load_folder(
+      str(tmp_path), size=16, channels=channels, test_fraction=0.25
+  )
+  for images in (train, test):
+    assert images.dtype == np.uint8
+    assert images.shape[1:] == (16, 16, channels)
+  assert len(train) + len(test) == len(paths)
+  assert len(test) >= 1
+  assert not ImageFile.LOAD_TRUNCATED_IMAGES
+
+
+def test_loaded_pixels_match_independent_decode(tmp_path):
+  # A 16x16 RGB image needs no resize, so pixels must come through exactly.
+  pixels = np.random.default_rng(0).integers(
+      0, 256, (16, 16, 3), dtype=np.uint8
+  )
+  _save(tmp_path / "only.png", Image.fromarray(pixels))
+  train, test = folder.load_folder(
+      str(tmp_path), size=16, channels=3, test_fraction=0.0
+  )
+  assert len(test) == 0
+  np.testing.assert_array_equal(train[0], pixels)
+
+
+def _png_bytes() -> bytes:
+  buffer = io.BytesIO()
+  _noise((64, 64), "RGB", 9).save(buffer, format="PNG")
+  return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "name,content",
+    [
+        ("truncated.png", _png_bytes()[:2000]),
+        ("garbage.jpg", b"this is not a jpeg at all" * 10),
+        ("empty.png", b""),
+    ],
+)
+def test_corrupt_file_names_the_file(tmp_path, name, content):
+  _save(tmp_path / "good.png", _noise((8, 8), "RGB", 0))
+  (tmp_path / name).write_bytes(content)
+  with pytest.raises(UserError, match=rf"{name}.*remove or replace it"):
+    folder.load_folder(str(tmp_path), size=8, channels=3, test_fraction=0.1)
+
+
+def test_missing_and_empty_folders(tmp_path):
+  with pytest.raises(UserError, match="does not exist"):
+    folder.load_folder(
+        str(tmp_path / "nope"), size=8, channels=1, test_fraction=0.1
+    )
+  (tmp_path / "notes.txt").write_text("no images here")
+  with pytest.raises(UserError, match="has no images"):
+    folder.load_folder(str(tmp_path), size=8, channels=1, test_fraction=0.1)
+  with pytest.raises(UserError, match="--config.data.dir"):
+    folder.load_folder("", size=8, channels=1, test_fraction=0.1)
+
+
+def _names(n: int) -> list[str]:
+  return [f"class{i % 3}/img_{i:04d}.png" for i in range(n)]
+
+
+def test_split_is_a_partition_and_deterministic():
+  paths = _names(500)
+  train, test = folder.split_paths(paths, 0.2)
+  assert sorted(train + test) == sorted(paths)
+  assert not set(train) & set(test)
+  assert (train, test) == folder.split_paths(list(paths), 0.2)
+  assert 60 <= len(test) <= 140  # ~100 expected from a uniform hash.
+
+
+def test_split_is_stable_when_files_are_added():
+  paths = _names(200)
+  train, test = folder.split_paths(paths, 0.3)
+  more_train, more_test = folder.split_paths(paths + _names(400)[200:], 0.3)
+  assert set(test) <= set(more_test)
+  assert set(train) <= set(more_train)
+
+
+@pytest.mark.parametrize("n", [2, 3, 5])
+def test_small_folders_get_a_test_image(n):
+  train, test = folder.split_paths(_names(n), 0.01)
+  assert len(test) >= 1 and len(train) >= 1
+  train, test = folder.split_paths(_names(n), 0.999)
+  assert len(test) >= 1 and len(train) >= 1
+
+
+def test_num_train_limits_decoding(tmp_path):
+  for i in range(6):
+    _save(tmp_path / f"{i}.png", _noise((8, 8), "L", i))
+  (tmp_path / "z_bad.png").write_bytes(b"broken")
+  paths = folder.find_images(tmp_path)
+  train_paths, _ = folder.split_paths(paths, 0.0)
+  if train_paths[-1] != "z_bad.png":
+    pytest.fail("test setup: the broken file must sort last")
+  train, _ = folder.load_folder(
+      str(tmp_path), size=8, channels=1, test_fraction=0.0, num_train=3
+  )
+  assert len(train) == 3  # The broken file was never decoded.

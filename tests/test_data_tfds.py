@@ -1,0 +1,137 @@
+"""Tests for vae_jax.data.tfds_source, with TFDS's mock data (no network).
+
+`tfds.testing.mock_data(policy=USE_CODE)` makes `tfds.data_source` return
+random records shaped like the real dataset's features, for every split, so
+these tests check our record mapping, resizing and split limits, not TFDS.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+import numpy as np
+import pytest
+
+from vae_jax.data import load_datasets, tfds_source, train_iterator
+from vae_jax.errors import UserError
+
+
+def data_config(**overrides) -> ml_collections.ConfigDict:
+  """A data config with every field load_datasets reads (the contract)."""
+  config = ml_collections.ConfigDict(
+      {
+          "name": "shapes",
+          "dir": "",
+          "tfds_data_dir": "",
+          "image_size": 28,
+          "channels": 1,
+          "test_fraction": 0.1,
+          "num_train_examples": 0,
+          "num_test_examples": 0,
+          "shapes_num_train": 1000,
+          "shapes_num_test": 100,
+      }
+  )
+  assert set(overrides) <= set(config.keys()), f"typo in {overrides}"
+  config.update(overrides)
+  return config
+
+
+tfds = pytest.importorskip("tensorflow_datasets")
+
+
+def _mock(num_examples: int = 6):
+  return tfds.testing.mock_data(
+      num_examples=num_examples, policy=tfds.testing.MockPolicy.USE_CODE
+  )
+
+
+@pytest.mark.parametrize(
+    "name,size,channels",
+    [
+        ("mnist", 28, 1),
+        ("fashion_mnist", 28, 1),
+        ("cifar10", 32, 3),
+        ("celeb_a", 64, 3),  # Mock records are 218x178x3, like the real ones.
+        ("celeb_a", 32, 1),
+    ],
+)
+def test_load_through_mock(name, size, channels):
+  with _mock(6):
+    datasets = load_datasets(
+        data_config(name=name, image_size=size, channels=channels)
+    )
+    assert datasets.image_shape == (size, size, channels)
+    assert (len(datasets.train), len(datasets.test)) == (6, 6)
+    for source in (datasets.train, datasets.test):
+      image = source[5]
+      assert image.shape == (size, size, channels) and image.dtype == np.uint8
+    batch = next(train_iterator(datasets.train, batch_size=4, seed=0))
+    assert batch["image"].shape == (4, size, size, channels)
+
+
+def test_celeb_a_is_centre_cropped_then_resized():
+  with _mock(2):
+    records = tfds.data_source("celeb_a", split="train")
+    raw = np.asarray(records[0]["image"])
+    datasets = load_datasets(
+        data_config(name="celeb_a", image_size=178, channels=3)
+    )
+  assert raw.shape == (218, 178, 3)
+  # At 178 no resampling happens: exactly the central 178x178 square.
+  np.testing.assert_array_equal(datasets.train[0], raw[20:198])
+
+
+def test_mnist_records_pass_through_unchanged():
+  with _mock(3):
+    records = tfds.data_source("mnist", split="test")
+    datasets = load_datasets(data_config(name="mnist"))
+    np.testing.assert_array_equal(datasets.test[2], records[2]["image"])
+
+
+def test_example_limits_use_split_slices():
+  with _mock(10):
+    datasets = load_datasets(
+        data_config(
+            name="cifar10",
+            image_size=32,
+            channels=3,
+            num_train_examples=4,
+            num_test_examples=3,
+        )
+    )
+    assert (len(datasets.train), len(datasets.test)) == (4, 3)
+
+
+def test_mnist_at_wrong_size():
+  with _mock(2):
+    with pytest.raises(
+        UserError, match="image_size=28 --config.data.channels=1"
+    ):
+      load_datasets(data_config(name="mnist", image_size=32))
+
+
+def _raise(error: BaseException):
+  def data_source(*args, **kwargs):
+    raise error
+
+  return data_source
+
+
+def test_missing_tensorflow_becomes_user_error(monkeypatch):
+  error = ModuleNotFoundError("No module named 'tensorflow'", name="tensorflow")
+  monkeypatch.setattr(tfds, "data_source", _raise(error))
+  with pytest.raises(UserError, match="needs TensorFlow.*IDX files"):
+    tfds_source.open_split("mnist", "train", "")
+
+
+def test_tfds_failures_become_user_errors(monkeypatch):
+  monkeypatch.setattr(tfds, "data_source", _raise(ConnectionError("no route")))
+  with pytest.raises(
+      UserError, match="ConnectionError: no route.*tfds_data_dir"
+  ):
+    load_datasets(data_config(name="cifar10", image_size=32, channels=3))
+
+
+def test_dir_and_tfds_data_dir_conflict():
+  with pytest.raises(UserError, match="set only one"):
+    load_datasets(data_config(name="celeb_a", dir="/a", tfds_data_dir="/b"))
