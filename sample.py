@@ -7,7 +7,7 @@
 import sys
 from pathlib import Path
 
-from absl import flags
+from absl import flags, logging
 
 from vae_jax import cli, inference, sampling
 from vae_jax.errors import UserError, run_cli
@@ -28,6 +28,7 @@ _INTERP_STEPS = flags.DEFINE_integer("interpolation_steps", 10, "images per row"
 
 
 def main() -> None:
+  logging.set_verbosity(logging.ERROR)  # Orbax notes that a read-only directory is read-only
   cli.parse_flags(sys.argv)
   if not _WORKDIR.value:
     raise UserError("--workdir is required: the run directory train.py wrote")

@@ -1,10 +1,15 @@
-"""Test setup: four virtual CPU devices, so data parallelism is exercised on any machine."""
+"""Test setup: four virtual CPU devices, so data parallelism is exercised on any machine.
+
+XLA's backend optimisation is turned off: the tests' models are tiny, so compile
+time (about 1 s per random-number kernel at the default level) dominates.
+"""
 
 import os
 
 # Must happen before jax is imported anywhere in the test session.
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                           " --xla_force_host_platform_device_count=4").strip()
+                           " --xla_force_host_platform_device_count=4"
+                           " --xla_backend_optimization_level=0").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 from pathlib import Path  # noqa: E402
@@ -22,3 +27,34 @@ def mnist_dir() -> Path:
   if not (d / "train-images-idx3-ubyte.gz").exists():
     pytest.skip(f"MNIST files not present at {d}")
   return d
+
+
+def tiny_config(**overrides):
+  """The default config shrunk to run a few steps in seconds: shapes data, a small MLP."""
+  from vae_jax.config import base_config
+  c = base_config()
+  c.num_train_steps = 30
+  c.batch_size = 32
+  c.eval_batch_size = 100
+  c.log_every = 10
+  c.eval_every = 1000
+  c.sample_every = 1000
+  c.checkpoint_every = 10
+  c.num_grid_images = 8
+  c.progress_bar = False
+  c.data.shapes_num_train = 512
+  c.data.shapes_num_test = 150
+  c.model.hidden = (32,)
+  c.model.latent_dim = 4
+  for key, value in overrides.items():
+    target = c
+    *parents, leaf = key.split(".")
+    for p in parents:
+      target = target[p]
+    target[leaf] = value
+  return c
+
+
+@pytest.fixture(name="tiny_config")
+def tiny_config_fixture():
+  return tiny_config

@@ -41,9 +41,11 @@ class Checkpoints:
 
   def __init__(self, workdir: str | os.PathLike, *, max_to_keep: int = 3, read_only: bool = False):
     self.directory = Path(workdir).absolute() / "checkpoints"
-    options = ocp.CheckpointManagerOptions(
-        max_to_keep=max_to_keep, create=not read_only, read_only=read_only,
-        enable_async_checkpointing=True)
+    if read_only:
+      options = ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0)
+    else:
+      options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+                                             enable_async_checkpointing=True)
     self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=ITEMS)
 
   def steps(self) -> list[int]:
@@ -55,7 +57,7 @@ class Checkpoints:
     args = ocp.args.Composite(
         params=ocp.args.StandardSave(params),
         opt_state=ocp.args.StandardSave(opt_state),
-        rng=ocp.args.StandardSave(jax.random.key_data(rng)),
+        rng=ocp.args.StandardSave({"key_data": jax.random.key_data(rng)}),
         step=ocp.args.JsonSave({"step": int(step)}),
         data=ocp.args.JsonSave(data_state),
     )
@@ -104,7 +106,7 @@ class Checkpoints:
     step, r = found
     if r.step["step"] != step:
       raise UserError(f"checkpoint {step} in {self.directory} says it is step {r.step['step']}")
-    return step, r.params, r.opt_state, np.asarray(r.rng), r.data
+    return step, r.params, r.opt_state, np.asarray(r.rng["key_data"]), r.data
 
   def restore_params(self, *, abstract_params: Any):
     """(step, params) of the newest readable checkpoint; nothing else is read."""

@@ -252,13 +252,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
                 f"neg_elbo {summary['neg_elbo']:.3f} ({summary['images_per_s']:.0f} images/s)",
                 file=sys.stderr, flush=True)
       bar.update(1)
+      busy = False
       if step % config.eval_every == 0 and step < total:
         run_eval(step)
+        busy = True
       if step % config.sample_every == 0 and step < total and jax.process_index() == 0:
         write_grids(host_params(), datasets.test, workdir, step, model=model, keys=keys,
                     num=config.num_grid_images)
+        busy = True
       if step % config.checkpoint_every == 0 or step == end:
         save(step)
+        busy = True
+      if busy:  # images/s counts training only
+        t_last = time.perf_counter()
   except KeyboardInterrupt:
     bar.close()
     if step != last_saved:
