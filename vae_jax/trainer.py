@@ -16,7 +16,9 @@ import dataclasses
 import functools
 import json
 import math
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -134,6 +136,34 @@ def write_grids(params, test_source, workdir: Path, step: int, *, model: model_l
                    ncol=2 * max(1, int(math.sqrt(n))))
 
 
+class _StopOnInterrupt:
+  """Turns the first Ctrl-C into a request to stop after the current step (a second one aborts).
+
+  Stopping between steps, never inside one, keeps the donated state intact for
+  the final checkpoint.
+  """
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+
+  def _handle(self, signum, frame):
+    if self.requested:
+      raise KeyboardInterrupt
+    self.requested = True
+    print("\nstopping after this step (Ctrl-C again to abort without saving)", file=sys.stderr,
+          flush=True)
+
+  def __enter__(self) -> "_StopOnInterrupt":
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGINT, self._handle)
+    return self
+
+  def __exit__(self, *exc) -> None:
+    if self._previous is not None:
+      signal.signal(signal.SIGINT, self._previous)
+
+
 def _check_divisible(config: ml_collections.ConfigDict, backend: parallel.Backend) -> None:
   parts = backend.num_devices * jax.process_count()
   for key in ("batch_size", "eval_batch_size"):
@@ -227,8 +257,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
   pending: list = []
   t_last, n_last = time.perf_counter(), start
   step = start
-  try:
-    while step < end:
+  with _StopOnInterrupt() as interrupt:
+    while step < end and not interrupt.requested:
       batch = next(train_iter)
       batch = {"image": batch["image"][rows]}
       d_state, metrics = p_train(d_state, backend.shard_batch(batch), d_train_key)
@@ -265,14 +295,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
         busy = True
       if busy:  # images/s counts training only
         t_last = time.perf_counter()
-  except KeyboardInterrupt:
+  if interrupt.requested:
     bar.close()
     if step != last_saved:
       save(step)
     ckpts.close()
     print(f"interrupted at step {step}; checkpoint saved in {ckpts.directory}; "
           "rerun the same command to resume", file=sys.stderr, flush=True)
-    raise SystemExit(130) from None
+    raise SystemExit(130)
   bar.close()
   if step != last_saved:
     save(step)
