@@ -135,3 +135,10 @@ def test_learns_on_real_mnist_subset(tmp_path, tiny_config, mnist_dir):
   # 784 log 2 = 543 nats is a coin-flip model; the first steps sit near it.
   assert first["neg_elbo"] > 300, first
   assert final["neg_elbo"] < 170 and final["neg_elbo"] < 0.5 * first["neg_elbo"], final
+
+
+def test_steps_per_call_does_not_change_the_result(tmp_path, tiny_config):
+  """Scanning several steps in one call is the same computation as one step per call."""
+  trainer.train_and_evaluate(tiny_config(steps_per_call=1, num_train_steps=20), tmp_path / "one")
+  trainer.train_and_evaluate(tiny_config(steps_per_call=7, num_train_steps=20), tmp_path / "seven")
+  assert max_abs_diff(final_params(tmp_path / "one"), final_params(tmp_path / "seven")) < 1e-6

@@ -20,6 +20,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval_batch_size = 500     # global
   c.parallel = "pmap"         # "pmap" or "jit" (NamedSharding); same results
   c.num_devices = 0           # 0: all local devices
+  c.steps_per_call = 10       # train steps per jitted call (lax.scan): fewer dispatches
 
   # Objective (vae_jax/losses.py): a registered name or "package.module:function".
   c.loss = "elbo"             # "elbo" or "beta_elbo"
@@ -78,7 +79,7 @@ def _require(ok: bool, message: str) -> None:
 
 def validate(c: ml_collections.ConfigDict) -> None:
   """Checks values that types alone do not; raises UserError naming the key and the fix."""
-  for key in ("num_train_steps", "batch_size", "eval_batch_size", "log_every", "eval_every",
+  for key in ("steps_per_call", "num_train_steps", "batch_size", "eval_batch_size", "log_every", "eval_every",
               "sample_every", "checkpoint_every", "keep_checkpoints", "num_grid_images"):
     _require(c[key] >= 1, f"{key} must be >= 1, got {c[key]}; set --config.{key}=N")
   _require(c.num_devices >= 0, f"num_devices must be >= 0, got {c.num_devices}")

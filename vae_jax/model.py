@@ -44,6 +44,7 @@ class VAE(nn.Module):
     mean, logvar = self.encoder(x_BHWC)
     return DiagGaussian(mean, logvar)
 
+  @nn.compact
   def decode(self, z_BZ: jax.Array) -> Likelihood:
     out_BHWC = self.decoder(z_BZ)
     if self.likelihood == "bernoulli":

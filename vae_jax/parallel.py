@@ -35,6 +35,12 @@ def process_slice(global_batch: int) -> slice:
   return slice(jax.process_index() * per, (jax.process_index() + 1) * per)
 
 
+def _check_split(batch: int, num_devices: int) -> None:
+  if batch % num_devices:
+    raise UserError(f"a batch of {batch} does not split over {num_devices} devices; "
+                    f"use a batch size divisible by {num_devices}")
+
+
 class PmapBackend:
   """Replicated state with a leading device axis; batches reshaped to [D, B/D, ...]."""
 
@@ -52,12 +58,13 @@ class PmapBackend:
   def unreplicate(self, tree: Any) -> Any:
     return jax.tree.map(lambda x: x[0], tree)
 
-  def shard_batch(self, batch: dict) -> dict:
+  def shard_batch(self, batch: dict, batch_axis: int = 0) -> dict:
+    """Splits axis `batch_axis` over the devices, which become a new leading axis."""
     def split(x):
       x = np.asarray(x)
-      if x.shape[0] % self.num_devices:
-        raise UserError(f"batch of {x.shape[0]} does not split over {self.num_devices} devices")
-      return jax.device_put(x.reshape(self.num_devices, -1, *x.shape[1:]), self._stack)
+      _check_split(x.shape[batch_axis], self.num_devices)
+      shape = (*x.shape[:batch_axis], self.num_devices, -1, *x.shape[batch_axis + 1:])
+      return jax.device_put(np.moveaxis(x.reshape(shape), batch_axis, 0), self._stack)
     return jax.tree.map(split, batch)
 
   def compile(self, fn: Callable, *, donate_argnums: tuple[int, ...] = ()) -> Callable:
@@ -81,17 +88,19 @@ class JitBackend:
     self._sharded = NamedSharding(mesh, P(AXIS))
 
   def replicate(self, tree: Any) -> Any:
-    return jax.device_put(tree, self._replicated, may_alias=False)  # donation must not free the caller's copy
+    # A fresh copy: a donated step must not free the caller's arrays (device_put may alias them).
+    return jax.device_put(jax.tree.map(jnp.copy, tree), self._replicated)
 
   def unreplicate(self, tree: Any) -> Any:
     return tree
 
-  def shard_batch(self, batch: dict) -> dict:
+  def shard_batch(self, batch: dict, batch_axis: int = 0) -> dict:
+    """A global array whose axis `batch_axis` is split over the mesh."""
+    sharding = NamedSharding(self._sharded.mesh, P(*([None] * batch_axis), AXIS))
     def put(x):
       x = np.asarray(x)
-      if x.shape[0] % self.num_devices:
-        raise UserError(f"batch of {x.shape[0]} does not split over {self.num_devices} devices")
-      return jax.make_array_from_process_local_data(self._sharded, x)
+      _check_split(x.shape[batch_axis], self.num_devices)
+      return jax.make_array_from_process_local_data(sharding, x)
     return jax.tree.map(put, batch)
 
   def compile(self, fn: Callable, *, donate_argnums: tuple[int, ...] = ()) -> Callable:

@@ -172,9 +172,15 @@ def _check_divisible(config: ml_collections.ConfigDict, backend: parallel.Backen
                       f"set --config.{key} to a multiple of {parts}")
 
 
+def _crossed(prev: int, step: int, every: int) -> bool:
+  """Whether a multiple of `every` lies in (prev, step]."""
+  return prev // every != step // every
+
+
 def _host_mean(metric_list: list, backend: parallel.Backend) -> dict[str, float]:
+  """Means over every step of a list of per-call metrics, each [steps_in_call]."""
   fetched = jax.device_get([backend.unreplicate(m) for m in metric_list])
-  return {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
+  return {k: float(np.mean(np.concatenate([np.ravel(m[k]) for m in fetched]))) for k in fetched[0]}
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *,
@@ -220,7 +226,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
     train_iter.set_state(data_state)
 
   p_train = backend.compile(
-      functools.partial(step_lib.train_step, loss_fn=loss_fn, model=model, config=config,
+      functools.partial(step_lib.train_steps, loss_fn=loss_fn, model=model, config=config,
                         optimizer=optimizer), donate_argnums=(0,))
   p_eval = backend.compile(functools.partial(step_lib.eval_step, model=model, config=config))
   d_state = backend.replicate(state)
@@ -259,12 +265,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
   step = start
   with _StopOnInterrupt() as interrupt:
     while step < end and not interrupt.requested:
-      batch = next(train_iter)
-      batch = {"image": batch["image"][rows]}
-      d_state, metrics = p_train(d_state, backend.shard_batch(batch), d_train_key)
-      step += 1
+      # Calls end on multiples of steps_per_call, so every call after the first has one shape.
+      n = min(config.steps_per_call - step % config.steps_per_call, end - step)
+      images = np.stack([next(train_iter)["image"][rows] for _ in range(n)])
+      d_state, metrics = p_train(d_state, backend.shard_batch({"image": images}, batch_axis=1),
+                                 d_train_key)
+      prev, step = step, step + n
       pending.append(metrics)
-      if step % config.log_every == 0 or step == end:
+      due = functools.partial(_crossed, prev, step)
+      if due(config.log_every) or step == end:
         summary = _host_mean(pending, backend)
         pending.clear()
         now = time.perf_counter()
@@ -281,16 +290,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
           print(f"step {step}/{total}: loss {summary['loss']:.3f} "
                 f"neg_elbo {summary['neg_elbo']:.3f} ({summary['images_per_s']:.0f} images/s)",
                 file=sys.stderr, flush=True)
-      bar.update(1)
+      bar.update(n)
       busy = False
-      if step % config.eval_every == 0 and step < total:
+      if due(config.eval_every) and step < total:
         run_eval(step)
         busy = True
-      if step % config.sample_every == 0 and step < total and jax.process_index() == 0:
+      if due(config.sample_every) and step < total and jax.process_index() == 0:
         write_grids(host_params(), datasets.test, workdir, step, model=model, keys=keys,
                     num=config.num_grid_images)
         busy = True
-      if step % config.checkpoint_every == 0 or step == end:
+      if due(config.checkpoint_every) or step == end:
         save(step)
         busy = True
       if busy:  # images/s counts training only
