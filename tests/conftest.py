@@ -58,3 +58,13 @@ def tiny_config(**overrides):
 @pytest.fixture(name="tiny_config")
 def tiny_config_fixture():
   return tiny_config
+
+
+def data_config(**overrides):
+  """The default config's `data` section (shapes, 28x28x1, small splits) with overrides."""
+  from vae_jax.config import base_config
+  config = base_config().data
+  config.shapes_num_train, config.shapes_num_test = 1000, 100
+  assert set(overrides) <= set(config.keys()), f"typo in {overrides}"
+  config.update(overrides)
+  return config

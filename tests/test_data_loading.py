@@ -7,35 +7,16 @@ import gzip
 import struct
 from pathlib import Path
 
-import ml_collections
 import numpy as np
 import pytest
 from PIL import Image
 
 from vae_jax.data import DATASET_NAMES, Datasets, load_datasets
 from vae_jax.data.shapes import ShapesSource
+from conftest import data_config
 from vae_jax.errors import UserError
 
 
-def data_config(**overrides) -> ml_collections.ConfigDict:
-  """A data config with every field load_datasets reads (the contract)."""
-  config = ml_collections.ConfigDict(
-      {
-          "name": "shapes",
-          "dir": "",
-          "tfds_data_dir": "",
-          "image_size": 28,
-          "channels": 1,
-          "test_fraction": 0.1,
-          "num_train_examples": 0,
-          "num_test_examples": 0,
-          "shapes_num_train": 1000,
-          "shapes_num_test": 100,
-      }
-  )
-  assert set(overrides) <= set(config.keys()), f"typo in {overrides}"
-  config.update(overrides)
-  return config
 
 
 def _write_idx_dir(directory: Path, n_train: int, n_test: int) -> np.ndarray:

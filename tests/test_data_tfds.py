@@ -7,33 +7,14 @@ these tests check our record mapping, resizing and split limits, not TFDS.
 
 from __future__ import annotations
 
-import ml_collections
 import numpy as np
 import pytest
 
 from vae_jax.data import load_datasets, tfds_source, train_iterator
+from conftest import data_config
 from vae_jax.errors import UserError
 
 
-def data_config(**overrides) -> ml_collections.ConfigDict:
-  """A data config with every field load_datasets reads (the contract)."""
-  config = ml_collections.ConfigDict(
-      {
-          "name": "shapes",
-          "dir": "",
-          "tfds_data_dir": "",
-          "image_size": 28,
-          "channels": 1,
-          "test_fraction": 0.1,
-          "num_train_examples": 0,
-          "num_test_examples": 0,
-          "shapes_num_train": 1000,
-          "shapes_num_test": 100,
-      }
-  )
-  assert set(overrides) <= set(config.keys()), f"typo in {overrides}"
-  config.update(overrides)
-  return config
 
 
 tfds = pytest.importorskip("tensorflow_datasets")

@@ -85,7 +85,4 @@ def validate(c: ml_collections.ConfigDict) -> None:
   _require(c.num_devices >= 0, f"num_devices must be >= 0, got {c.num_devices}")
   _require(c.learning_rate > 0, f"learning_rate must be > 0, got {c.learning_rate}")
   _require(c.beta >= 0, f"beta must be >= 0, got {c.beta}")
-  _require(c.data.channels in (1, 3), f"data.channels must be 1 or 3, got {c.data.channels}")
-  _require(c.data.image_size >= 4, f"data.image_size must be >= 4, got {c.data.image_size}")
-  _require(0 <= c.data.test_fraction < 1,
-           f"data.test_fraction must be in [0, 1), got {c.data.test_fraction}")
+  # `data.*` values are checked by vae_jax.data.loading.validate, where they are used.
