@@ -13,11 +13,16 @@ from vae_jax import cli, trainer
 from vae_jax.errors import run_cli
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/default", "run directory: checkpoints, metrics, images")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False, "multi-host: call jax.distributed.initialize() (cluster auto-detected)")
 
 
 def main() -> None:
   config = cli.define_config_flag(str(Path(__file__).parent / "configs" / "default.py"))
   cli.parse_flags(sys.argv)
+  if _DISTRIBUTED.value:
+    import jax
+    jax.distributed.initialize()
   trainer.train_and_evaluate(cli.config_value(config), _WORKDIR.value)
 
 

@@ -20,10 +20,15 @@ def _plain(v: Any) -> Any:
 
 
 class MetricsLog:
-  def __init__(self, path: str | os.PathLike):
+  """Appends records to `path`; with `enabled=False` (non-primary hosts) writes nothing."""
+
+  def __init__(self, path: str | os.PathLike, *, enabled: bool = True):
     self.path = Path(path)
+    self.enabled = enabled
 
   def write(self, record: dict[str, Any]) -> None:
+    if not self.enabled:
+      return
     line = json.dumps({k: _plain(v) for k, v in record.items()})
     with self.path.open("a") as f:
       f.write(line + "\n")

@@ -217,7 +217,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
     state = step_lib.TrainState(step=jnp.asarray(step, jnp.int32), params=params, opt_state=opt_state)
     train_key = jax.random.wrap_key_data(jnp.asarray(key_data))
     print(f"resuming from step {step} in {ckpts.directory}", file=sys.stderr, flush=True)
-  if not (workdir / "config.json").exists():
+  primary = jax.process_index() == 0
+  if primary and not (workdir / "config.json").exists():
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
 
   start = int(state.step)
@@ -231,7 +232,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
   p_eval = backend.compile(functools.partial(step_lib.eval_step, model=model, config=config))
   d_state = backend.replicate(state)
   d_train_key, d_eval_key = backend.replicate(train_key), backend.replicate(keys.eval)
-  log = metrics_log.MetricsLog(workdir / "metrics.jsonl")
+  log = metrics_log.MetricsLog(workdir / "metrics.jsonl", enabled=primary)
   rows = parallel.process_slice(config.batch_size)
   last_saved = start if restored is not None else None
 
@@ -295,7 +296,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
       if due(config.eval_every) and step < total:
         run_eval(step)
         busy = True
-      if due(config.sample_every) and step < total and jax.process_index() == 0:
+      if due(config.sample_every) and step < total and primary:
         write_grids(host_params(), datasets.test, workdir, step, model=model, keys=keys,
                     num=config.num_grid_images)
         busy = True
@@ -319,7 +320,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
   if step < total:  # stopped early on purpose: resume later
     return {}
   final = run_eval(step)
-  if jax.process_index() == 0:
+  if primary:
     write_grids(host_params(), datasets.test, workdir, step, model=model, keys=keys,
                 num=config.num_grid_images)
   print(f"step {step}: test neg_elbo {final['neg_elbo']:.2f} nats "
