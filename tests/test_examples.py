@@ -33,3 +33,15 @@ def test_train_with_a_loss_named_in_the_config(tmp_path, tiny_config):
   trains = [r for r in metrics_log.read(tmp_path / "metrics.jsonl") if r["split"] == "train"]
   assert trains and all(r["loss"] >= r["neg_elbo"] - 1e-3 for r in trains)
   assert jnp.isfinite(trains[-1]["loss"])
+
+
+def test_sample_a_run_whose_config_added_its_own_key(tmp_path, tiny_config):
+  """sample.py's loader keeps keys that a user's config added (here `free_bits`)."""
+  from vae_jax import inference
+  config = tiny_config(loss="examples.my_losses:free_bits_elbo", num_train_steps=10)
+  config.free_bits = 0.5
+  trainer.train_and_evaluate(config, tmp_path)
+  run = inference.load_trained(tmp_path)
+  assert run.config.free_bits == 0.5 and run.config.model.hidden == (32,) and run.step == 10
+  inference.write_prior_samples(run, tmp_path / "s.png", num=4, seed=0, temperature=1.0)
+  assert (tmp_path / "s.png").exists()

@@ -142,3 +142,30 @@ def test_steps_per_call_does_not_change_the_result(tmp_path, tiny_config):
   trainer.train_and_evaluate(tiny_config(steps_per_call=1, num_train_steps=20), tmp_path / "one")
   trainer.train_and_evaluate(tiny_config(steps_per_call=7, num_train_steps=20), tmp_path / "seven")
   assert max_abs_diff(final_params(tmp_path / "one"), final_params(tmp_path / "seven")) < 1e-6
+
+
+def test_image_folder_with_conv_and_learned_gaussian(tmp_path, tiny_config):
+  """The folder64 path, shrunk: mixed-size RGB/gray files -> conv VAE with a learned sigma."""
+  from PIL import Image
+  rng = np.random.default_rng(0)
+  folder = tmp_path / "images"
+  (folder / "sub").mkdir(parents=True)
+  for i in range(40):
+    size = (int(rng.integers(20, 50)), int(rng.integers(20, 50)))
+    pixels = rng.integers(0, 256, (*size[::-1], 3), dtype=np.uint8)
+    img = Image.fromarray(pixels).convert("L" if i % 3 == 0 else "RGB")
+    img.save(folder / ("sub" if i % 2 else "") / f"im{i}.{'png' if i % 4 else 'jpg'}")
+  config = tiny_config(**{
+      "data.name": "folder", "data.dir": str(folder), "data.image_size": 16, "data.channels": 3,
+      "data.test_fraction": 0.2, "model.encoder": "conv", "model.decoder": "conv",
+      "model.channels": (8, 16), "model.kernel": 3, "model.likelihood": "gaussian",
+      "model.learn_std": True, "batch_size": 8, "eval_batch_size": 8, "steps_per_call": 1,
+      "num_train_steps": 10})
+  final = trainer.train_and_evaluate(config, tmp_path / "run")
+  run = inference.load_trained(tmp_path / "run")
+  assert run.params["log_std"].shape == (3,)
+  assert not np.allclose(run.params["log_std"], np.log(0.1))  # it is learned
+  assert 0 < final["num_examples"] < 40 and np.isfinite(final["neg_elbo"])
+  # Dequantised Gaussian bits/dim adds D log 256 nats before converting (README conventions).
+  d = 16 * 16 * 3
+  assert final["bits_per_dim"] == pytest.approx((final["neg_elbo"] + d * np.log(256)) / (d * np.log(2)))

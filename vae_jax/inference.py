@@ -46,18 +46,19 @@ def load_config(workdir: Path) -> ml_collections.ConfigDict:
   except json.JSONDecodeError as e:
     raise UserError(f"{path} is not valid JSON ({e}); restore it from the run") from None
   config = config_lib.base_config()
-  config.update_from_flattened_dict(_flatten(saved))
+  _merge(config, saved)
   return config
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
-  out = {}
-  for k, v in d.items():
-    if isinstance(v, dict):
-      out.update(_flatten(v, f"{prefix}{k}."))
+def _merge(config: ml_collections.ConfigDict, saved: dict) -> None:
+  """Overlays a saved config on the defaults; keeps keys a run's own config added."""
+  for key, value in saved.items():
+    if isinstance(value, dict):
+      if key not in config:
+        config[key] = ml_collections.ConfigDict()
+      _merge(config[key], value)
     else:
-      out[f"{prefix}{k}"] = tuple(v) if isinstance(v, list) else v
-  return out
+      config[key] = tuple(value) if isinstance(value, list) else value
 
 
 def load_trained(workdir: str | Path) -> Trained:
