@@ -169,3 +169,19 @@ def test_image_folder_with_conv_and_learned_gaussian(tmp_path, tiny_config):
   # Dequantised Gaussian bits/dim adds D log 256 nats before converting (README conventions).
   d = 16 * 16 * 3
   assert final["bits_per_dim"] == pytest.approx((final["neg_elbo"] + d * np.log(256)) / (d * np.log(2)))
+
+
+def test_training_loop_traces_the_step_once(tmp_path, tiny_config, monkeypatch):
+  """Across many calls, evaluations and checkpoints, the train step is traced exactly once."""
+  from vae_jax import losses
+  traces = []
+
+  def counting_loss(*args, **kwargs):
+    traces.append(1)  # Python side effect: runs only while tracing
+    return losses.elbo_loss(*args, **kwargs)
+
+  monkeypatch.setitem(losses.LOSSES._entries, "counting", counting_loss)
+  trainer.train_and_evaluate(
+      tiny_config(loss="counting", steps_per_call=5, num_train_steps=40, eval_every=10,
+                  sample_every=20), tmp_path)
+  assert len(traces) == 1
