@@ -46,7 +46,7 @@ set); eps for evaluation comes from ``torch.Generator().manual_seed(eval_seed)``
 
 CLI::
 
-    python benchmarks/torch_vae.py --data_dir /work/shared/data/mnist \
+    python benchmarks/torch_vae.py --data_dir ../shared/data/mnist \
         --steps 2000 --batch_size 128 --seed 0 --threads 2 \
         --mode {quality,throughput} [--model {mlp,conv}]
 
@@ -269,7 +269,8 @@ def throughput(model: nn.Module, train_u8: np.ndarray, steps: int = 500, batch_s
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data_dir", default="/work/shared/data/mnist")
+    ap.add_argument("--data_dir", default=os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "mnist"))
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--batch_size", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
