@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vae_jax.data import DATASET_NAMES, Datasets, load_datasets
+from vae_jax.data import Datasets, load_datasets
 from vae_jax.data.shapes import ShapesSource
 from conftest import data_config
 from vae_jax.errors import UserError
@@ -123,14 +123,3 @@ def test_folder(tmp_path):
 def test_bad_values(field, value, message):
   with pytest.raises(UserError, match=message):
     load_datasets(data_config(**{field: value}))
-
-
-def test_dataset_names_are_the_contract():
-  assert DATASET_NAMES == (
-      "shapes",
-      "mnist",
-      "fashion_mnist",
-      "cifar10",
-      "celeb_a",
-      "folder",
-  )
