@@ -1,6 +1,5 @@
 """The training loop end to end, in process: parallel equivalence, resumption, checkpoints, outputs."""
 
-import shutil
 from pathlib import Path
 
 import jax
@@ -93,7 +92,7 @@ def test_outputs_metrics_grids_and_final_eval(tmp_path, tiny_config):
 def test_evaluation_is_exact_mean_over_the_test_set(tmp_path, tiny_config):
   """The padded, sharded evaluation equals a plain per-example loop over the split."""
   import functools
-  from vae_jax import data, losses, model as model_lib, train_step, parallel
+  from vae_jax import data, losses, train_step, parallel
   config = tiny_config(num_train_steps=5)
   wd = tmp_path / "run"
   trainer.train_and_evaluate(config, wd)
