@@ -184,3 +184,11 @@ def test_training_loop_traces_the_step_once(tmp_path, tiny_config, monkeypatch):
       tiny_config(loss="counting", steps_per_call=5, num_train_steps=40, eval_every=10,
                   sample_every=20), tmp_path)
   assert len(traces) == 1
+
+
+def test_divergence_stops_with_one_clear_error_and_keeps_checkpoints(tmp_path, tiny_config):
+  wd = tmp_path / "run"
+  trainer.train_and_evaluate(tiny_config(num_train_steps=10), wd)
+  with pytest.raises(UserError, match="diverged.*step 10.*is intact"):
+    trainer.train_and_evaluate(tiny_config(num_train_steps=40, learning_rate=1e6), wd)
+  assert checkpointing.Checkpoints(wd).steps() == [10]

@@ -172,6 +172,10 @@ def _check_divisible(config: ml_collections.ConfigDict, backend: parallel.Backen
                       f"set --config.{key} to a multiple of {parts}")
 
 
+def _last_checkpoint(step: int | None) -> str:
+  return "no checkpoint was saved" if step is None else f"the last checkpoint (step {step}) is intact"
+
+
 def _crossed(prev: int, step: int, every: int) -> bool:
   """Whether a multiple of `every` lies in (prev, step]."""
   return prev // every != step // every
@@ -243,8 +247,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
     nonlocal last_saved
     host = jax.device_get(backend.unreplicate(d_state))
     if not all(np.all(np.isfinite(x)) for x in jax.tree.leaves(host.params)):
-      raise UserError(f"parameters are not finite at step {step}; not saving. The last checkpoint "
-                      f"(step {last_saved}) is intact; lower --config.learning_rate or set "
+      raise UserError(f"parameters are not finite at step {step}; not saving. "
+                      f"{_last_checkpoint(last_saved)}; lower --config.learning_rate or set "
                       "--config.grad_clip_norm")
     ckpts.save(step, params=host.params, opt_state=host.opt_state, rng=train_key,
                data_state=train_iter.get_state())
@@ -283,8 +287,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
         log.write({"split": "train", "step": step, **summary})
         if not math.isfinite(summary["loss"]):
           raise UserError(
-              f"training diverged: loss is {summary['loss']} at step {step}; the last checkpoint "
-              f"(step {last_saved}) is intact; lower --config.learning_rate or set "
+              f"training diverged: loss is {summary['loss']} at step {step}; "
+              f"{_last_checkpoint(last_saved)}; lower --config.learning_rate or set "
               "--config.grad_clip_norm")
         bar.set_postfix(loss=f"{summary['loss']:.2f}", img_s=f"{summary['images_per_s']:.0f}")
         if bar.disable:
@@ -304,7 +308,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
         save(step)
         busy = True
       if busy:  # images/s counts training only
-        t_last = time.perf_counter()
+        t_last, n_last = time.perf_counter(), step
   if interrupt.requested:
     bar.close()
     if step != last_saved:
