@@ -22,7 +22,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from vae_jax.errors import UserError
+from vae_jax.errors import UserError, one_line
 
 ITEMS = ("params", "opt_state", "rng", "step", "data")
 
@@ -31,9 +31,13 @@ def _warn(message: str) -> None:
   print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
-def _short(e: BaseException) -> str:
-  text = " ".join(str(e).split()) or type(e).__name__
-  return text[:200]
+def restore_target(tree: Any) -> Any:
+  """ShapeDtypeStructs of `tree` on the first local device: where Orbax restores to.
+
+  Naming the device makes a restore independent of the devices that saved it.
+  """
+  sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
 
 
 class Checkpoints:
@@ -79,7 +83,7 @@ class Checkpoints:
       except Exception as e:  # Orbax raises many types for a damaged checkpoint
         older = steps[-2 - i] if i + 1 < len(steps) else None
         fallback = f"falling back to step {older}" if older is not None else "no older checkpoint"
-        _warn(f"checkpoint at step {step} in {self.directory} is unreadable ({_short(e)}); {fallback}")
+        _warn(f"checkpoint at step {step} in {self.directory} is unreadable ({one_line(e)}); {fallback}")
         if move_aside:
           aside = self.directory / f"{step}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}"
           os.replace(self.directory / str(step), aside)

@@ -11,14 +11,7 @@ import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
-from vae_jax.errors import UserError
-
-
-def _one_line(e: BaseException) -> str:
-  while e.args and isinstance(e.args[0], BaseException):  # unwrap AttributeError(KeyError(...))
-    e = e.args[0]
-  text = e.args[0] if isinstance(e, KeyError) and e.args else e
-  return " ".join(str(text).split())
+from vae_jax.errors import UserError, one_line
 
 
 def parse_flags(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS) -> list[str]:
@@ -28,9 +21,9 @@ def parse_flags(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS
   except flags.Error as e:
     raise UserError(f"{e} (see --helpfull)") from None
   except (KeyError, AttributeError, TypeError, ValueError) as e:  # ml_collections override errors
-    raise UserError(f"bad config override: {_one_line(e)}") from None
+    raise UserError(f"bad config override: {one_line(e)}") from None
   except Exception as e:  # config_flags loads the config file here: its own errors, any type
-    raise UserError(f"cannot load the config: {_one_line(e)}") from None
+    raise UserError(f"cannot load the config: {one_line(e)}") from None
   if len(rest) > 1:
     raise UserError(f"unexpected arguments {rest[1:]}; flags look like --name=value")
   return rest
@@ -51,7 +44,7 @@ def config_value(holder) -> ml_collections.ConfigDict:
     return holder.value
   except Exception as e:  # the file's own error, re-raised by config_flags
     cause = e.__cause__ or e
-    raise UserError(f"cannot load the config: {_one_line(cause)}") from None
+    raise UserError(f"cannot load the config: {one_line(cause)}") from None
 
 
 def define_config_flag(default_path: str, name: str = "config"):
@@ -64,7 +57,7 @@ def define_config_flag(default_path: str, name: str = "config"):
   try:
     return config_flags.DEFINE_config_file(name, default_path, "config file with a get_config()")
   except (KeyError, AttributeError) as e:
-    raise UserError(f"unknown config key: {_one_line(e)}; the valid keys are those of "
+    raise UserError(f"unknown config key: {one_line(e)}; the valid keys are those of "
                     "vae_jax/config.py:base_config()") from None
   except Exception as e:  # a missing or broken config file: absl/ml_collections raise many types
-    raise UserError(f"cannot load --{name}: {_one_line(e)}") from None
+    raise UserError(f"cannot load --{name}: {one_line(e)}") from None

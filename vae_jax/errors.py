@@ -16,6 +16,19 @@ class UserError(Exception):
   """An input the user can fix. The message is shown as-is, on one line."""
 
 
+def one_line(e: BaseException, limit: int = 200) -> str:
+  """An exception's message on one line, for embedding in a UserError or warning.
+
+  Unwraps exceptions wrapped as another's first argument (ml_collections raises
+  AttributeError(KeyError(...))) and KeyError's quoting; falls back to the type name.
+  """
+  while e.args and isinstance(e.args[0], BaseException):
+    e = e.args[0]
+  text = e.args[0] if isinstance(e, KeyError) and e.args else e
+  text = " ".join(str(text).split()) or type(e).__name__
+  return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def exit_with(message: str, code: int = 2) -> NoReturn:
   print(f"error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
   raise SystemExit(code)

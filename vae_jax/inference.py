@@ -18,6 +18,7 @@ import numpy as np
 from vae_jax import checkpointing
 from vae_jax import config as config_lib
 from vae_jax import data
+from vae_jax.data.source import gather
 from vae_jax import images
 from vae_jax import model as model_lib
 from vae_jax import sampling
@@ -30,10 +31,6 @@ class Trained:
   model: model_lib.VAE
   params: object
   step: int
-
-  @property
-  def image_shape(self) -> tuple[int, int, int]:
-    return (self.config.data.image_size, self.config.data.image_size, self.config.data.channels)
 
 
 def load_config(workdir: Path) -> ml_collections.ConfigDict:
@@ -66,9 +63,8 @@ def load_trained(workdir: str | Path) -> Trained:
   config = load_config(workdir)
   shape = (config.data.image_size, config.data.image_size, config.data.channels)
   model = model_lib.make_model(config, shape)
-  abstract = jax.eval_shape(lambda: model_lib.init(model, jax.random.key(0), shape))
-  sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), abstract)
+  abstract = checkpointing.restore_target(
+      jax.eval_shape(lambda: model_lib.init(model, jax.random.key(0), shape)))
   ckpts = checkpointing.Checkpoints(workdir, read_only=True)
   try:
     step, params = ckpts.restore_params(abstract_params=abstract)
@@ -84,11 +80,11 @@ def write_prior_samples(run: Trained, path: Path, *, num: int, seed: int, temper
   return images.save_grid(np.asarray(x), path)
 
 
-def _test_images(run: Trained, num: int, offset: int = 0) -> np.ndarray:
+def _test_images(run: Trained, num: int) -> np.ndarray:
   test = data.load_datasets(run.config.data).test
-  if len(test) < offset + num:
-    raise UserError(f"the test split has {len(test)} images; ask for at most {len(test) - offset}")
-  return np.stack([test[i] for i in range(offset, offset + num)])
+  if len(test) < num:
+    raise UserError(f"the test split has {len(test)} images; ask for at most {len(test)}")
+  return gather(test, np.arange(num))
 
 
 def write_reconstructions(run: Trained, path: Path, *, num: int) -> Path:

@@ -32,6 +32,7 @@ from tqdm import tqdm
 from vae_jax import checkpointing
 from vae_jax import config as config_lib
 from vae_jax import data
+from vae_jax.data.source import gather
 from vae_jax import images
 from vae_jax import losses
 from vae_jax import metrics_log
@@ -91,12 +92,6 @@ def check_resumable(config: ml_collections.ConfigDict, workdir: Path) -> None:
           "use the same config to resume, or a new --workdir")
 
 
-def abstract_on_host(tree: Any) -> Any:
-  """ShapeDtypeStructs on the first local device: the restore target for Orbax."""
-  sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
-
-
 def evaluate(params, source, *, eval_fn, backend: parallel.Backend, batch_size: int,
              eval_key: jax.Array, config: ml_collections.ConfigDict,
              num_dims: int) -> dict[str, float]:
@@ -130,7 +125,7 @@ def write_grids(params, test_source, workdir: Path, step: int, *, model: model_l
   x = sampling.prior_samples(params, keys.sample, 1.0, model=model, num=num)
   images.save_grid(np.asarray(x), out / f"step_{step:07d}_prior.png")
   n = min(num // 2, len(test_source))
-  originals = np.stack([test_source[i] for i in range(n)])
+  originals = gather(test_source, np.arange(n))
   recon = np.asarray(sampling.reconstructions(params, originals, model=model))
   images.save_grid(images.interleave(originals / 255.0, recon), out / f"step_{step:07d}_recon.png",
                    ncol=2 * max(1, int(math.sqrt(n))))
@@ -213,8 +208,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
   state = step_lib.init_state(params, optimizer)
   workdir.mkdir(parents=True, exist_ok=True)
   ckpts = checkpointing.Checkpoints(workdir, max_to_keep=config.keep_checkpoints)
-  restored = ckpts.restore_train(abstract_params=abstract_on_host(state.params),
-                                 abstract_opt_state=abstract_on_host(state.opt_state))
+  restored = ckpts.restore_train(
+      abstract_params=checkpointing.restore_target(state.params),
+      abstract_opt_state=checkpointing.restore_target(state.opt_state))
   train_key, data_state = keys.train, None
   if restored is not None:
     step, params, opt_state, key_data, data_state = restored

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from vae_jax.data import image_convert
-from vae_jax.errors import UserError
+from vae_jax.errors import UserError, one_line
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 _PROGRESS_THRESHOLD = 10_000  # Say what is happening for folders this big.
@@ -75,9 +75,8 @@ def decode_image(path: Path, *, size: int, channels: int) -> np.ndarray:
       image.load()  # Decode fully now, so truncated files fail here.
       return image_convert.to_array(image, size=size, channels=channels)
   except Exception as e:  # PIL raises many types (OSError, SyntaxError, ...).
-    reason = " ".join(str(e).split()) or type(e).__name__
     raise UserError(
-        f"cannot decode image {path} ({reason}); remove or replace it"
+        f"cannot decode image {path} ({one_line(e)}); remove or replace it"
     ) from e
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from vae_jax.data import image_convert
-from vae_jax.errors import UserError
+from vae_jax.errors import UserError, one_line
 
 TFDS_NAMES = ("mnist", "fashion_mnist", "cifar10", "celeb_a")
 _RESIZED = ("celeb_a",)  # Datasets whose images are cropped + resized.
@@ -59,11 +59,6 @@ def square_resize(
   return image_convert.to_array(image, size=size, channels=channels)
 
 
-def _one_line(e: BaseException, limit: int = 200) -> str:
-  text = " ".join(str(e).split()) or type(e).__name__
-  return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def _fixes(name: str) -> str:
   fixes = (
       "check your network or pass --config.data.tfds_data_dir=... with a"
@@ -87,7 +82,7 @@ def open_split(name: str, split: str, data_dir: str) -> Any:
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   except Exception as e:  # A broken install can raise more than ImportError.
     raise UserError(
-        f"cannot import tensorflow_datasets ({_one_line(e)}); run `pip install"
+        f"cannot import tensorflow_datasets ({one_line(e)}); run `pip install"
         " tensorflow-datasets importlib_resources` or use a local dataset"
     ) from e
   try:
@@ -97,7 +92,7 @@ def open_split(name: str, split: str, data_dir: str) -> Any:
   except ModuleNotFoundError as e:
     if e.name != "tensorflow" and not str(e).endswith("'tensorflow'"):
       raise UserError(
-          f"TFDS could not load {name} ({_one_line(e)}); {_fixes(name)}"
+          f"TFDS could not load {name} ({one_line(e)}); {_fixes(name)}"
       ) from e
     raise UserError(
         f"TFDS needs TensorFlow to download and prepare {name}, and it is not"
@@ -107,7 +102,7 @@ def open_split(name: str, split: str, data_dir: str) -> Any:
   except Exception as e:  # TFDS raises many types (network, not prepared...).
     raise UserError(
         f"TFDS could not load {name} split {split!r} ({type(e).__name__}:"
-        f" {_one_line(e)}); {_fixes(name)}"
+        f" {one_line(e)}); {_fixes(name)}"
     ) from e
 
 
