@@ -37,6 +37,7 @@ def _config():
   c.data.binarize = True
   c.batch_size = BATCH
   c.learning_rate = 1e-2
+  c.log_grad_norm = True  # checked against the global-batch gradient below
   return c
 
 
@@ -192,6 +193,18 @@ def test_gradient_is_global_batch_mean(setup, backend_runs, global_grad, name, n
     np.testing.assert_allclose(metrics["loss"], loss, rtol=1e-5)
     np.testing.assert_allclose(metrics["grad_norm"], optax.global_norm(expected), rtol=1e-5)
     before = run["history"][t]["params"]
+
+
+@pytest.mark.parametrize("flag", [False, True])
+def test_grad_norm_metric_is_opt_in(setup, flag):
+  c, model, params, opt, batches = setup
+  config = c.copy_and_resolve_references()
+  config.log_grad_norm = flag
+  step = functools.partial(ts.train_step, loss_fn=losses.elbo_loss, model=model, config=config,
+                           optimizer=opt)
+  _, metrics = jax.eval_shape(step, ts.init_state(params, opt), batches[0], jax.random.key(1))
+  assert ("grad_norm" in metrics) == flag
+  assert {"loss", "recon", "kl", "neg_elbo", "elbo"} <= set(metrics)
 
 
 @pytest.mark.parametrize("name, n", [("pmap", 2), ("jit", 2), ("jit", 4)])

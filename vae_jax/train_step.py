@@ -88,7 +88,8 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array, *,
   metrics = dict(metrics, loss=loss)
   if axis_name is not None:
     grads, metrics = jax.lax.pmean((grads, metrics), axis_name)
-  metrics["grad_norm"] = optax.global_norm(grads)
+  if config.log_grad_norm:
+    metrics["grad_norm"] = optax.global_norm(grads)
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
