@@ -1,0 +1,97 @@
+"""Per-example random draws: a counter-based cipher keyed by each example's own key.
+
+Training draws fresh noise for every pixel of every example at every step
+(binarisation, dequantisation) and for every latent (the reparameterisation).
+Each example has its own key (`train_step.example_keys`), so the draws depend
+on (seed, step, example) and never on how a batch is split over devices.
+
+The generator is Threefry-2x32 with 20 rounds (Salmon et al. 2011, "Parallel
+random numbers: as easy as 1, 2, 3"), the cipher `jax.random` uses by default:
+
+    word_i = Threefry_k(0, i)[0],   i = 0, 1, 2, ...
+
+with the 64-bit cipher key k = `jax.random.bits(example_key, (2,), uint32)`.
+
+Why not `jax.random.uniform` directly: on XLA:CPU, `jax.random` lowers Threefry
+as a rolled loop, and binarising one 128-image MNIST batch cost about 1.2 ms of
+a 6 ms train step (jax 0.10, 2-core CPU, measured). Written out here in `jnp`,
+XLA fuses the 20 rounds into one vectorised loop. The cipher's words are
+materialised once (`optimization_barrier`), because XLA's loop fusion would
+otherwise recompute the cipher inside every consumer. Binarisation takes 16
+bits per pixel, two pixels per cipher call. Together: about 0.2 ms.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+_KEY_PARITY = np.uint32(0x1BD11BDA)
+
+
+def _rotl(x: jax.Array, r: int) -> jax.Array:
+  return (x << np.uint32(r)) | (x >> np.uint32(32 - r))
+
+
+def threefry2x32(key0: jax.Array, key1: jax.Array, x0: jax.Array,
+                 x1: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Threefry-2x32-20 of the counter block (x0, x1) under the key (key0, key1).
+
+  All four are uint32 arrays that broadcast together. Bit-exact with
+  `jax.extend.random.threefry_2x32` and the Random123 known-answer vectors.
+  """
+  ks = (key0, key1, key0 ^ key1 ^ _KEY_PARITY)
+  x0 = x0 + ks[0]
+  x1 = x1 + ks[1]
+  for i in range(5):  # 5 groups of 4 rounds, a key injection after each group
+    for r in _ROTATIONS[i % 2]:
+      x0 = x0 + x1
+      x1 = _rotl(x1, r) ^ x0
+    x0 = x0 + ks[(i + 1) % 3]
+    x1 = x1 + ks[(i + 2) % 3] + np.uint32(i + 1)
+  return x0, x1
+
+
+def example_bits(keys_B: jax.Array, n: int) -> jax.Array:
+  """n random uint32 words per example, [B, n]; row b depends on keys_B[b] alone."""
+  k_B2 = jax.vmap(lambda k: jax.random.bits(k, (2,), jnp.uint32))(keys_B)
+  counter = jnp.arange(n, dtype=jnp.uint32)
+  word_Bn, _ = threefry2x32(k_B2[:, :1], k_B2[:, 1:], jnp.zeros_like(counter), counter)
+  return jax.lax.optimization_barrier(word_Bn)
+
+
+def uniform(keys_B: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+  """U[0, 1) float32, [B, *shape]: the top 23 bits of a word as a mantissa (as jax.random does)."""
+  bits = example_bits(keys_B, math.prod(shape)).reshape(keys_B.shape[0], *shape)
+  one_to_two = jax.lax.bitcast_convert_type((bits >> np.uint32(9)) | np.uint32(0x3F800000),
+                                            jnp.float32)
+  return one_to_two - 1.0
+
+
+def normal(keys_B: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+  """N(0, 1) float32, [B, *shape]: sqrt(2) erfinv(v), v uniform on (-1, 1) (as jax.random does)."""
+  lo = np.nextafter(np.float32(-1.0), np.float32(0.0))
+  v = jnp.maximum(lo, 2.0 * uniform(keys_B, shape) - 1.0)
+  return np.float32(math.sqrt(2.0)) * jax.lax.erf_inv(v)
+
+
+def binarize(keys_B: jax.Array, intensity_B: jax.Array) -> jax.Array:
+  """x ~ Bernoulli(k / 255) per uint8 intensity k, as float32 0/1 of the same shape.
+
+  x = 1 iff r < t(k), with r uniform on {0, ..., 65535} (16 random bits) and
+  t(k) = ceil(65536 k / 255) = 257 k + [k > 0]. Then P(x = 1) = t(k) / 65536
+  is exactly 0 at k = 0 and exactly 1 at k = 255, and otherwise exceeds k/255
+  by (255 - k) / (255 * 65536) < 2^-16.
+  """
+  if intensity_B.dtype != jnp.uint8:
+    raise TypeError(f"binarize expects uint8 intensities, got {intensity_B.dtype}")
+  n = math.prod(intensity_B.shape[1:])
+  words_Bw = example_bits(keys_B, (n + 1) // 2)
+  r_Bn = jnp.concatenate([words_Bw & np.uint32(0xFFFF), words_Bw >> np.uint32(16)], axis=1)[:, :n]
+  k = intensity_B.astype(jnp.uint32)
+  threshold = k * np.uint32(257) + (k > 0).astype(jnp.uint32)
+  return jnp.where(r_Bn.reshape(intensity_B.shape) < threshold, 1.0, 0.0).astype(jnp.float32)
