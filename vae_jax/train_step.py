@@ -86,7 +86,8 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array, *,
 
   (loss, metrics), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
   metrics = dict(metrics, loss=loss)
-  if axis_name is not None:
+  if axis_name is not None and jax.lax.axis_size(axis_name) > 1:
+    # Over one device the mean is the identity, but XLA:CPU still copies every gradient.
     grads, metrics = jax.lax.pmean((grads, metrics), axis_name)
   if config.log_grad_norm:
     metrics["grad_norm"] = optax.global_norm(grads)
