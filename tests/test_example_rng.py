@@ -109,3 +109,32 @@ def test_binarize_pixels_sharing_a_word_are_uncorrelated():
 def test_binarize_rejects_non_uint8():
   with pytest.raises(TypeError, match="uint8"):
     example_rng.binarize(jax.random.split(jax.random.key(0), 1), jnp.zeros((1, 4), jnp.float32))
+
+
+def test_cipher_key_is_not_a_split_child():
+  """The derived cipher key differs from the key's own data and from its jax.random.split children,
+  so the example's stream is not the key data of keys derived from it by JAX."""
+  key = jax.random.key(11)
+  k0, k1 = example_rng.cipher_keys(key[None])
+  derived = (int(k0[0, 0]), int(k1[0, 0]))
+  own = tuple(int(v) for v in jax.random.key_data(key))
+  children = {tuple(int(v) for v in row) for row in jax.random.key_data(jax.random.split(key, 4))}
+  assert derived != own and derived not in children
+
+
+def test_other_key_implementations_are_per_example_too():
+  """An "rbg" key (4 words) also gives rows that depend on their own key alone."""
+  keys = jax.random.split(jax.random.key(12, impl="rbg"), 4)
+  full = np.asarray(example_rng.example_bits(keys, 6))
+  one_by_one = np.concatenate([example_rng.example_bits(keys[i : i + 1], 6) for i in range(4)])
+  np.testing.assert_array_equal(full, one_by_one)
+  assert len({row.tobytes() for row in full}) == 4
+
+
+def test_threefry_cipher_key_is_the_enciphered_key_data():
+  """For a Threefry key the cipher key is Threefry_{key data}(DERIVE), as the module doc says."""
+  keys = jax.random.split(jax.random.key(13), 3)
+  k0, k1 = example_rng.cipher_keys(keys)
+  data = np.asarray(jax.random.key_data(keys))
+  ref = np.asarray([threefry_2x32(_u32(d), _u32([0x9E3779B9, 0x7F4A7C15])) for d in data])
+  np.testing.assert_array_equal(np.concatenate([k0, k1], axis=1), ref)

@@ -10,7 +10,11 @@ random numbers: as easy as 1, 2, 3"), the cipher `jax.random` uses by default:
 
     word_i = Threefry_k(0, i)[0],   i = 0, 1, 2, ...
 
-with the 64-bit cipher key k = `jax.random.bits(example_key, (2,), uint32)`.
+with a 64-bit cipher key k derived from the example's key: for a Threefry key
+(JAX's default), k = Threefry_key(DERIVE), the key's own data enciphered at
+the counter block DERIVE, whose high word is non-zero, so it is never one of
+the counters `jax.random`'s split, fold_in (of 32-bit data) and bits use.
+Longer keys (e.g. "rbg") are chained through the cipher two words at a time.
 
 Why not `jax.random.uniform` directly: on XLA:CPU, `jax.random` lowers Threefry
 as a rolled loop, and binarising one 128-image MNIST batch cost about 1.2 ms of
@@ -31,6 +35,7 @@ import numpy as np
 
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 _KEY_PARITY = np.uint32(0x1BD11BDA)
+_DERIVE = (np.uint32(0x9E3779B9), np.uint32(0x7F4A7C15))  # golden-ratio digits: nothing up my sleeve
 
 
 def _rotl(x: jax.Array, r: int) -> jax.Array:
@@ -56,11 +61,29 @@ def threefry2x32(key0: jax.Array, key1: jax.Array, x0: jax.Array,
   return x0, x1
 
 
+def cipher_keys(keys_B: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """The two uint32 words of each example's cipher key, each [B, 1] (see the module doc).
+
+  The key's data, taken two words at a time, is chained through the cipher at
+  the counter block DERIVE: k <- Threefry_{k xor (w0, w1)}(DERIVE) from k = 0.
+  For a Threefry key (two words) that is k = Threefry_key(DERIVE).
+  """
+  data_Bm = jax.random.key_data(keys_B).reshape(keys_B.shape[0], -1)
+  if data_Bm.dtype != jnp.uint32:
+    raise TypeError(f"expected a key implementation with uint32 data, got {data_Bm.dtype}")
+  if data_Bm.shape[1] % 2:
+    data_Bm = jnp.pad(data_Bm, ((0, 0), (0, 1)))
+  k0 = k1 = jnp.zeros(keys_B.shape[:1], jnp.uint32)
+  for j in range(0, data_Bm.shape[1], 2):
+    k0, k1 = threefry2x32(k0 ^ data_Bm[:, j], k1 ^ data_Bm[:, j + 1], *_DERIVE)
+  return k0[:, None], k1[:, None]
+
+
 def example_bits(keys_B: jax.Array, n: int) -> jax.Array:
   """n random uint32 words per example, [B, n]; row b depends on keys_B[b] alone."""
-  k_B2 = jax.vmap(lambda k: jax.random.bits(k, (2,), jnp.uint32))(keys_B)
+  k0_B1, k1_B1 = cipher_keys(keys_B)
   counter = jnp.arange(n, dtype=jnp.uint32)
-  word_Bn, _ = threefry2x32(k_B2[:, :1], k_B2[:, 1:], jnp.zeros_like(counter), counter)
+  word_Bn, _ = threefry2x32(k0_B1, k1_B1, jnp.zeros_like(counter), counter)
   return jax.lax.optimization_barrier(word_Bn)
 
 
