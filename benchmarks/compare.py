@@ -7,11 +7,15 @@
 Prints one JSON object. The JAX side is the real training loop
 (`vae_jax.trainer.train_and_evaluate`, as `train.py` runs it: grain input
 pipeline, sharding, jitted donated step); its images/s excludes the first
-logging interval (compilation) and evaluation. Sampling is the jitted
+logging interval (compilation) and evaluation: it is the overall rate over
+the remaining intervals (images / seconds), as the PyTorch side reports it.
+Sampling is the jitted
 `sampling.prior_samples` at batch 1024. The PyTorch side runs
 `benchmarks/torch_vae.py` in a subprocess (needs `pip install torch`), so the
 two never share the CPU. Timings mean something only on an idle machine: the
-output records the load average before each side.
+output records the load average before each side. On a noisy (shared) machine
+use `--repeats N`: the two sides then alternate N times, and the ratio is that
+of the two medians; every round is in the output.
 """
 
 from __future__ import annotations
@@ -66,6 +70,8 @@ def jax_side(name: str, data_dir: str, steps: int, *, quality: bool, overrides=(
     wall = time.perf_counter() - t0
     records = metrics_log.read(Path(workdir) / "metrics.jsonl")
     rates = [r["images_per_s"] for r in records if r["split"] == "train"][1:]  # skip compile
+    # Equal intervals: the overall rate (images / seconds) is the harmonic mean of the rates.
+    train_rate = len(rates) / sum(1.0 / r for r in rates)
     run = inference.load_trained(workdir)
   out = {"impl": "jax", "jax_version": jax.__version__, "device": str(jax.devices()[0].device_kind),
          "num_devices": jax.local_device_count(), "steps": steps, "load_avg_before": load,
@@ -74,7 +80,7 @@ def jax_side(name: str, data_dir: str, steps: int, *, quality: bool, overrides=(
   if quality:
     out.update(test_neg_elbo=final["neg_elbo"], test_recon=final["recon"], test_kl=final["kl"])
     return out
-  out["train_images_per_s"] = float(np.median(rates))
+  out["train_images_per_s"] = train_rate
   out["sample_images_per_s"] = jax_sample_rate(run)
   return out
 
@@ -114,20 +120,43 @@ def main() -> None:
   ap.add_argument("--override", action="append", default=[],
                   help="config override KEY=VALUE (Python literal), e.g. parallel='jit'")
   ap.add_argument("--no_torch", action="store_true", help="JAX only (e.g. on a GPU machine)")
+  ap.add_argument("--repeats", type=int, default=1,
+                  help="throughput: alternate the two sides this many times; report medians")
   args = ap.parse_args()
   quality = args.mode == "quality"
-  result = {"config": args.config, "mode": args.mode,
-            "jax": jax_side(args.config, args.data_dir, args.steps, quality=quality,
-                            overrides=args.override)}
-  if not args.no_torch:
-    result["torch"] = torch_side(args.config, args.data_dir, args.steps, quality=quality,
-                                 threads=args.threads)
-    if not quality and "train_images_per_s" in result["torch"]:
-      result["train_speed_ratio_jax_over_torch"] = (
-          result["jax"]["train_images_per_s"] / result["torch"]["train_images_per_s"])
-      result["sample_speed_ratio_jax_over_torch"] = (
-          result["jax"]["sample_images_per_s"] / result["torch"]["sample_images_per_s"])
+  rounds = 1 if quality else max(1, args.repeats)
+  result = {"config": args.config, "mode": args.mode, "rounds": []}
+  for _ in range(rounds):
+    one = {"jax": jax_side(args.config, args.data_dir, args.steps, quality=quality,
+                           overrides=args.override)}
+    if not args.no_torch:
+      one["torch"] = torch_side(args.config, args.data_dir, args.steps, quality=quality,
+                                threads=args.threads)
+    result["rounds"].append(one)
+  result.update(result["rounds"][-1] if rounds == 1 else summarise(result["rounds"]))
+  if rounds == 1:
+    del result["rounds"]
+  if not quality and "train_images_per_s" in result.get("torch", {}):
+    for what in ("train", "sample"):
+      result[f"{what}_speed_ratio_jax_over_torch"] = (
+          result["jax"][f"{what}_images_per_s"] / result["torch"][f"{what}_images_per_s"])
   print(json.dumps(result, indent=1))
+
+
+def summarise(rounds: list[dict]) -> dict:
+  """Per side, the median over rounds of each rate (and the range), for the ratio of medians."""
+  out = {}
+  for side in rounds[0]:
+    runs = [r[side] for r in rounds if "train_images_per_s" in r[side]]
+    if not runs:
+      out[side] = rounds[-1][side]
+      continue
+    out[side] = {"impl": side, "median_over_rounds": len(runs)}
+    for key in ("train_images_per_s", "sample_images_per_s"):
+      values = [run[key] for run in runs]
+      out[side][key] = float(np.median(values))
+      out[side][key.replace("_per_s", "_per_s_range")] = [min(values), max(values)]
+  return out
 
 
 if __name__ == "__main__":
