@@ -42,15 +42,20 @@ from vae_jax import inference, metrics_log, sampling, trainer  # noqa: E402
 TORCH_MODEL = {"mnist_mlp": "mlp", "mnist_conv": "conv"}
 
 
+def apply_override(config, item: str) -> None:
+  """Sets config[KEY] from "KEY=VALUE": a dotted key and a Python literal."""
+  key, value = item.split("=", 1)
+  *parents, leaf = key.split(".")
+  target = config
+  for p in parents:
+    target = target[p]
+  target[leaf] = ast.literal_eval(value)
+
+
 def jax_config(name: str, data_dir: str, steps: int, *, quality: bool, overrides=()):
   config = importlib.import_module(f"configs.{name}").get_config()
   for item in overrides:
-    key, value = item.split("=", 1)
-    *parents, leaf = key.split(".")
-    target = config
-    for p in parents:
-      target = target[p]
-    target[leaf] = ast.literal_eval(value)
+    apply_override(config, item)
   config.data.dir = data_dir
   config.num_train_steps = steps
   config.log_every = max(1, steps // 10)

@@ -15,7 +15,6 @@ with the state donated, as the trainer runs it.
 from __future__ import annotations
 
 import argparse
-import ast
 import functools
 import importlib
 import json
@@ -25,6 +24,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -33,15 +33,7 @@ import numpy as np  # noqa: E402
 from vae_jax import losses  # noqa: E402
 from vae_jax import model as model_lib  # noqa: E402
 from vae_jax import train_step as step_lib  # noqa: E402
-
-
-def override(config, item: str):
-  key, value = item.split("=", 1)
-  *parents, leaf = key.split(".")
-  target = config
-  for p in parents:
-    target = target[p]
-  target[leaf] = ast.literal_eval(value)
+from compare import apply_override  # noqa: E402
 
 
 def compiled_step(config, image_shape):
@@ -78,7 +70,7 @@ def main() -> None:
   for name, overrides in variants.items():
     config = base.copy_and_resolve_references()
     for item in overrides:
-      override(config, item)
+      apply_override(config, item)
     runs[name] = list(compiled_step(config, image_shape)) + [config.steps_per_call, []]
   key = jax.random.key(1)
   for _ in range(args.rounds):
