@@ -34,7 +34,7 @@ def test_config_is_complete_and_builds(name):
   model = model_lib.make_model(c, shape)
   params = jax.eval_shape(lambda: model_lib.init(model, jax.random.key(0), shape))
   z = jax.numpy.zeros((2, c.model.latent_dim))
-  mean = jax.eval_shape(lambda p: model_lib.decode(p, z, model=model).mean(), params)
+  mean = jax.eval_shape(lambda p: model_lib.decode(p, z, model=model).mean, params)
   assert mean.shape == (2, *shape)
 
 

@@ -59,6 +59,25 @@ def test_kl_standard_normal_matches_monte_carlo():
   assert abs(diff.mean() - kl) < 5 * se, (diff.mean(), kl, se)
 
 
+def test_kl_between_diag_gaussians_matches_numpy_and_monte_carlo():
+  """KL(N(m1, s1^2) || N(m2, s2^2)) = sum log(s2/s1) + (s1^2 + (m1 - m2)^2) / (2 s2^2) - 1/2; and by MC."""
+  rng = np.random.default_rng(3)
+  m1, m2 = MEAN.astype(np.float64), rng.normal(size=3)
+  lv1, lv2 = LOGVAR.astype(np.float64), rng.normal(size=3)
+  s1, s2 = np.exp(0.5 * lv1), np.exp(0.5 * lv2)
+  expected = np.sum(np.log(s2 / s1) + (s1**2 + (m1 - m2) ** 2) / (2 * s2**2) - 0.5)
+  q = DiagGaussian(jnp.asarray(m1, jnp.float32)[None], jnp.asarray(lv1, jnp.float32)[None])
+  p = DiagGaussian(jnp.asarray(m2, jnp.float32)[None], jnp.asarray(lv2, jnp.float32)[None])
+  np.testing.assert_allclose(q.kl(p)[0], expected, rtol=1e-5)
+  np.testing.assert_allclose(q.kl(q)[0], 0.0, atol=1e-6)
+  z = _draws(seed=4)
+  diff = np.sum(stats.norm.logpdf(z, m1, s1) - stats.norm.logpdf(z, m2, s2), axis=-1)
+  assert abs(diff.mean() - expected) < 5 * diff.std(ddof=1) / np.sqrt(diff.size)
+  # With p = N(0, I) it is the standard-normal KL.
+  std = DiagGaussian(jnp.zeros((1, 3)), jnp.zeros((1, 3)))
+  np.testing.assert_allclose(q.kl(std), q.kl_standard_normal(), rtol=1e-6)
+
+
 def test_diag_gaussian_log_prob_matches_scipy():
   """DiagGaussian.log_prob sums scipy's univariate log densities over the last axis."""
   rng = np.random.default_rng(2)

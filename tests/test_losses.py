@@ -1,4 +1,4 @@
-"""Tests of vae_jax/losses.py and vae_jax/pixels.py.
+"""Tests of vae_jax/losses.py and the likelihoods' input transforms and bits/dim.
 
 The headline tests check the ELBO against the exact marginal likelihood of a
 linear-Gaussian model, p(z) = N(0, I), p(x|z) = N(Wz + b, sigma^2 I), whose
@@ -19,7 +19,9 @@ from scipy import stats
 
 from vae_jax import losses
 from vae_jax import model as model_lib
-from vae_jax import pixels
+import types
+
+from vae_jax.likelihoods import make_likelihood
 from vae_jax.config import base_config
 from vae_jax.distributions import DiagGaussian, Gaussian
 from vae_jax.errors import UserError
@@ -281,22 +283,30 @@ def test_kl_weight_linear_warmup_then_flat():
   np.testing.assert_allclose(losses.kl_weight(100, beta=0.5, warmup_steps=0), 0.5)
 
 
+def _bits(nats, d, c):
+  return make_likelihood(c).nats_to_bits_per_dim(nats, d)
+
+
+def _model_input(images, keys, c):
+  return make_likelihood(c).model_input(images, keys)
+
+
 def test_bits_per_dim_conversions():
   """Bernoulli: nats / (D ln 2); Gaussian with dequantisation: (nats + D ln 256) / (D ln 2)."""
   c = base_config()
   d = 784
   nats = jnp.asarray(543.21)
   c.model.likelihood = "bernoulli"
-  np.testing.assert_allclose(pixels.nats_to_bits_per_dim(nats, d, config=c), 543.21 / (d * math.log(2)),
+  np.testing.assert_allclose(_bits(nats, d, c), 543.21 / (d * math.log(2)),
                              rtol=1e-6)
   c.model.likelihood = "gaussian"
   c.data.dequantize = True
-  np.testing.assert_allclose(pixels.nats_to_bits_per_dim(nats, d, config=c),
+  np.testing.assert_allclose(_bits(nats, d, c),
                              (543.21 + d * math.log(256)) / (d * math.log(2)), rtol=1e-6)
   # A uniform density on [0, 1]^D (0 nats) is exactly 8 bits per 8-bit dimension.
-  np.testing.assert_allclose(pixels.nats_to_bits_per_dim(jnp.asarray(0.0), d, config=c), 8.0, rtol=1e-6)
+  np.testing.assert_allclose(_bits(jnp.asarray(0.0), d, c), 8.0, rtol=1e-6)
   c.data.dequantize = False
-  np.testing.assert_allclose(pixels.nats_to_bits_per_dim(nats, d, config=c), 543.21 / (d * math.log(2)),
+  np.testing.assert_allclose(_bits(nats, d, c), 543.21 / (d * math.log(2)),
                              rtol=1e-6)
 
 
@@ -307,7 +317,8 @@ def test_elbo_metrics_bits_per_dim_includes_dequantisation_offset():
   c.data.dequantize = True
   terms = {"recon": jnp.array([100.0, 120.0]), "kl": jnp.array([5.0, 7.0])}
   terms["neg_elbo"] = terms["recon"] + terms["kl"]
-  m = losses.elbo_metrics(terms, num_dims=48, config=c)
+  batch = {"image": jnp.zeros((2, 4, 4, 3), jnp.uint8)}
+  m = losses.elbo_metrics(terms, batch, model=types.SimpleNamespace(likelihood=make_likelihood(c)))
   np.testing.assert_allclose(m["neg_elbo"], 116.0, rtol=1e-6)
   np.testing.assert_allclose(m["elbo"], -116.0, rtol=1e-6)
   np.testing.assert_allclose(m["bits_per_dim"], (116.0 + 48 * math.log(256)) / (48 * math.log(2)), rtol=1e-6)
@@ -358,7 +369,7 @@ def test_bad_custom_loss_paths_are_user_errors(name):
   assert name.split(":")[0] in str(e.value) or name in str(e.value)
 
 
-# --- Pixels ------------------------------------------------------------------------------------
+# --- Input transforms ------------------------------------------------------------------------------------
 
 LEVELS = np.array([0, 1, 51, 128, 200, 254, 255], np.uint8)
 
@@ -370,7 +381,7 @@ def test_dynamic_binarisation_probability():
   c.data.binarize = True
   n = 20_000
   images = jnp.broadcast_to(jnp.asarray(LEVELS).reshape(1, 1, -1, 1), (n, 1, LEVELS.size, 1))
-  x = np.asarray(pixels.model_input(images, jax.random.split(jax.random.key(0), n), config=c))
+  x = np.asarray(_model_input(images, jax.random.split(jax.random.key(0), n), c))
   assert set(np.unique(x)) <= {0.0, 1.0}
   freq = x.reshape(n, -1).mean(0)
   p = LEVELS / 255.0
@@ -387,7 +398,7 @@ def test_no_binarisation_or_dequantisation_is_intensity_over_255():
     c = base_config()
     c.model.likelihood = likelihood
     c.data[flag] = False
-    x = np.asarray(pixels.model_input(images, keys, config=c)).ravel()
+    x = np.asarray(_model_input(images, keys, c)).ravel()
     np.testing.assert_allclose(x, LEVELS / np.float32(255.0), rtol=1e-7)
 
 
@@ -399,7 +410,7 @@ def test_dequantisation_stays_in_bin_and_is_uniform():
   n = 256
   k = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1)
   images = jnp.broadcast_to(jnp.asarray(k), (n, 16, 16, 1))
-  x = np.asarray(pixels.model_input(images, jax.random.split(jax.random.key(0), n), config=c), np.float64)
+  x = np.asarray(_model_input(images, jax.random.split(jax.random.key(0), n), c), np.float64)
   kf = k.astype(np.float64)
   # float32 rounding of k + u may land on the bin's upper edge itself (probability ~2^-17 for k >= 128).
   assert np.all(x >= kf / 256) and np.all(x <= (kf + 1) / 256)

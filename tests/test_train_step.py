@@ -18,6 +18,7 @@ from vae_jax import parallel
 from vae_jax import train_step as ts
 from vae_jax.config import base_config
 from vae_jax.errors import UserError
+from vae_jax.evaluators import elbo as elbo_evaluator
 
 SHAPE = (8, 8, 1)
 BATCH = 8
@@ -223,7 +224,7 @@ def test_replicate_keeps_callers_copy_under_donation(name, n):
   np.testing.assert_array_equal(tree["w"], np.arange(4.0))
 
 
-# --- eval_step -----------------------------------------------------------------------------------
+# --- the elbo evaluator's per-batch sums ---------------------------------------------------------
 
 
 def _eval_batch(num_real, num_pad, pad_seed):
@@ -240,19 +241,20 @@ EVAL_KEY = 5
 
 @pytest.fixture(scope="module")
 def eval_on(setup):
-  """eval_on(name, n, batch): eval_step sums through a backend, compiled once per (name, n).
+  """eval_on(name, n, batch): the elbo evaluator's masked sums through a backend, compiled once per (name, n).
 
   Evaluation here skips binarisation (cheaper to compile); the draws of z still use per-example keys.
   """
-  _, model, params, _, _ = setup
+  _, _, params, _, _ = setup
   c = _config()
   c.data.binarize = False
+  model = model_lib.make_model(c, SHAPE)
   compiled = {}
 
   def run(name, n, batch):
     if (name, n) not in compiled:
       backend = parallel.make_backend(name, n)
-      compiled[name, n] = (backend, backend.compile(functools.partial(ts.eval_step, model=model, config=c)),
+      compiled[name, n] = (backend, backend.compile(functools.partial(elbo_evaluator._elbo_sums, model=model)),
                            backend.replicate(params), backend.replicate(jax.random.key(EVAL_KEY)))
     backend, fn, d_params, d_key = compiled[name, n]
     out = backend.unreplicate(fn(d_params, backend.shard_batch(batch), d_key))
@@ -266,7 +268,7 @@ def eval_reference(eval_on):
   return eval_on("pmap", 1, _eval_batch(6, 2, 1))
 
 
-def test_eval_step_ignores_padding(eval_reference, eval_on):
+def test_eval_sums_ignore_padding(eval_reference, eval_on):
   """Masked-out rows add nothing whatever their content, though they would if unmasked; count = mask.sum()."""
   other_padding = eval_on("pmap", 1, _eval_batch(6, 2, 2))
   assert eval_reference["count"] == other_padding["count"] == 6
@@ -283,7 +285,7 @@ def test_eval_step_ignores_padding(eval_reference, eval_on):
 
 
 @pytest.mark.parametrize("name, n", [c for c in CASES if c != ("pmap", 1)])
-def test_eval_step_split_invariant(eval_reference, eval_on, name, n):
+def test_eval_sums_split_invariant(eval_reference, eval_on, name, n):
   """Sums and count over a padded batch are those of one device on 2 and 4 devices (pmap) and 1, 2, 4 (jit)."""
   out = eval_on(name, n, _eval_batch(6, 2, 3))
   assert out["count"] == 6.0

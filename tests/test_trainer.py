@@ -90,26 +90,30 @@ def test_outputs_metrics_grids_and_final_eval(tmp_path, tiny_config):
 
 
 def test_evaluation_is_exact_mean_over_the_test_set(tmp_path, tiny_config):
-  """The padded, sharded evaluation equals a plain per-example loop over the split."""
-  import functools
-  from vae_jax import data, losses, train_step, parallel
-  config = tiny_config(num_train_steps=5)
+  """The padded, sharded evaluation (loss and elbo evaluators) equals a plain per-example loop over the split."""
+  from vae_jax import data, evaluators, losses, train_step, parallel
+  config = tiny_config(num_train_steps=5, evaluators=("loss", "elbo"))
   wd = tmp_path / "run"
   trainer.train_and_evaluate(config, wd)
   run = inference.load_trained(wd)
   test = data.load_datasets(config.data).test
   keys = trainer.Keys.from_seed(config.seed)
   backend = parallel.make_backend("pmap", 4)
-  eval_fn = backend.compile(functools.partial(train_step.eval_step, model=run.model, config=config))
-  got = trainer.evaluate(backend.replicate(run.params), test, eval_fn=eval_fn, backend=backend,
-                         batch_size=100, eval_key=backend.replicate(keys.eval), config=config,
-                         num_dims=28 * 28)
+  setup = evaluators.EvalSetup(model=run.model, config=config, loss_fn=losses.get_loss_fn(config),
+                               backend=backend, eval_key=keys.eval, batch_size=100)
+  got = {name: evaluator(backend.replicate(run.params), test, 5)
+         for name, evaluator in evaluators.make_evaluators(("loss", "elbo"), setup).items()}
   images = np.stack([test[i] for i in range(len(test))])
   example_keys = train_step.example_keys(keys.eval, np.arange(len(test)))
   terms = losses.elbo_terms(run.params, {"image": images}, example_keys, model=run.model,
                             config=config)
-  assert got["neg_elbo"] == pytest.approx(float(np.mean(terms["neg_elbo"])), rel=1e-5)
-  assert got["kl"] == pytest.approx(float(np.mean(terms["kl"])), rel=1e-5)
+  for name in ("loss", "elbo"):
+    assert got[name]["num_examples"] == len(test) == 150
+    assert got[name]["neg_elbo"] == pytest.approx(float(np.mean(terms["neg_elbo"])), rel=1e-5)
+    assert got[name]["kl"] == pytest.approx(float(np.mean(terms["kl"])), rel=1e-5)
+  # The run's own final test line is the same evaluation.
+  final = [r for r in metrics_log.read(wd / "metrics.jsonl") if r["split"] == "test"][-1]
+  assert final["neg_elbo"] == pytest.approx(got["loss"]["neg_elbo"], rel=1e-6)
 
 
 def test_resume_with_a_different_model_is_refused_without_damage(tmp_path, tiny_config):
@@ -162,8 +166,8 @@ def test_image_folder_with_conv_and_learned_gaussian(tmp_path, tiny_config):
       "num_train_steps": 10})
   final = trainer.train_and_evaluate(config, tmp_path / "run")
   run = inference.load_trained(tmp_path / "run")
-  assert run.params["log_std"].shape == (3,)
-  assert not np.allclose(run.params["log_std"], np.log(0.1))  # it is learned
+  assert run.params["likelihood"]["log_std"].shape == (3,)
+  assert not np.allclose(run.params["likelihood"]["log_std"], np.log(0.1))  # it is learned
   assert 0 < final["num_examples"] < 40 and np.isfinite(final["neg_elbo"])
   # Dequantised Gaussian bits/dim adds D log 256 nats before converting (README conventions).
   d = 16 * 16 * 3
@@ -171,19 +175,21 @@ def test_image_folder_with_conv_and_learned_gaussian(tmp_path, tiny_config):
 
 
 def test_training_loop_traces_the_step_once(tmp_path, tiny_config, monkeypatch):
-  """Across many calls, evaluations and checkpoints, the train step is traced exactly once."""
+  """Across many calls, evaluations and checkpoints, the train step is traced once and the loss
+  evaluator (which runs the same loss on masked test batches) once."""
   from vae_jax import losses
-  traces = []
+  traces = {"train": 0, "eval": 0}
 
-  def counting_loss(*args, **kwargs):
-    traces.append(1)  # Python side effect: runs only while tracing
-    return losses.elbo_loss(*args, **kwargs)
+  def counting_loss(params, batch, *args, **kwargs):
+    traces["eval" if "mask" in batch else "train"] += 1  # Python side effect: runs only while tracing
+    return losses.elbo_loss(params, batch, *args, **kwargs)
 
   monkeypatch.setitem(losses.LOSSES._entries, "counting", counting_loss)
   trainer.train_and_evaluate(
       tiny_config(loss="counting", steps_per_call=5, num_train_steps=40, eval_every=10,
                   sample_every=20), tmp_path)
-  assert len(traces) == 1
+  assert traces == {"train": 1, "eval": 1}
+  assert len([r for r in metrics_log.read(tmp_path / "metrics.jsonl") if r["split"] == "test"]) == 4
 
 
 def test_divergence_stops_with_one_clear_error_and_keeps_checkpoints(tmp_path, tiny_config):

@@ -23,9 +23,17 @@ def base_config() -> ml_collections.ConfigDict:
   c.steps_per_call = 10       # train steps per jitted call (lax.scan): fewer dispatches
 
   # Objective (vae_jax/losses.py): a registered name or "package.module:function".
-  c.loss = "elbo"             # "elbo" or "beta_elbo"
+  c.loss = "elbo"             # "elbo", "beta_elbo" or "iwae"
   c.beta = 1.0                # KL weight of beta_elbo
   c.kl_warmup_steps = 0       # beta_elbo: beta grows linearly from 0 over these steps
+  c.kl_free_bits = 0.0        # elbo/beta_elbo: nats per latent group not penalised (batch mean; 0 = off)
+  c.iwae_k = 5                # iwae: importance samples per example
+
+  # Evaluation (vae_jax/evaluators/): run at eval_every and at the end, on the whole test split.
+  c.evaluators = ("loss",)    # loss (the configured objective), elbo, is_nll, active_units
+  c.is_nll_k = 1000           # is_nll: importance samples per example
+  c.is_nll_chunk = 100        # is_nll: samples per jitted call (bounds memory)
+  c.active_units_threshold = 0.01  # active_units: Cov_x(E_q[z_u]) above this counts (Burda et al.)
 
   # Optimizer (vae_jax/train_step.py).
   c.optimizer = "adam"        # adam, adamw, sgd
@@ -60,16 +68,22 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.dequantize = True    # Gaussian likelihood: uniform dequantisation
 
   c.model = ml_collections.ConfigDict()
-  c.model.encoder = "mlp"     # mlp or conv (or "package.module:Class")
+  c.model.name = "vae"        # vae (one latent group) or ladder (or "package.module:Class")
+  c.model.num_classes = 0     # > 0: conditional on the label (data.labels must be on)
+  c.model.encoder = "mlp"     # vae: mlp or conv (or "package.module:Class")
   c.model.decoder = "mlp"
   c.model.latent_dim = 10
   c.model.hidden = (256,)     # mlp widths
   c.model.channels = (32, 64)  # conv widths, encoder order; each halves the resolution
   c.model.kernel = 4
   c.model.upsample = "pixel_shuffle"  # conv decoder: pixel_shuffle, transpose, resize
-  c.model.likelihood = "bernoulli"    # bernoulli or gaussian
+  c.model.likelihood = "bernoulli"    # bernoulli, gaussian or dlm (or "package.module:Class")
   c.model.gaussian_std = 0.1
   c.model.learn_std = False
+  c.model.dlm_mixtures = 10           # dlm: logistic components per pixel
+  c.model.latent_dims = (100, 50)     # ladder: latent sizes, bottom (z_1) to top (z_L)
+  c.model.layers_per_latent = 2       # ladder: deterministic layers per stochastic layer
+  c.model.activation = "tanh"         # ladder: tanh, relu, elu, gelu, swish
   return c
 
 
@@ -86,4 +100,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
   _require(c.num_devices >= 0, f"num_devices must be >= 0, got {c.num_devices}")
   _require(c.learning_rate > 0, f"learning_rate must be > 0, got {c.learning_rate}")
   _require(c.beta >= 0, f"beta must be >= 0, got {c.beta}")
+  _require(c.kl_free_bits >= 0, f"kl_free_bits must be >= 0, got {c.kl_free_bits}")
+  for key in ("iwae_k", "is_nll_k", "is_nll_chunk"):
+    _require(c[key] >= 1, f"{key} must be >= 1, got {c[key]}; set --config.{key}=N")
   # `data.*` values are checked by vae_jax.data.loading.validate, where they are used.

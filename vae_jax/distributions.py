@@ -1,11 +1,16 @@
-"""The distributions a VAE is made of: the Gaussian posterior and the pixel likelihoods.
+"""The distributions a VAE is made of: Gaussian latents and the pixel likelihoods.
 
-Each is a small immutable pytree (so it can leave a jitted function) whose
-`log_prob` sums over the event dimensions and keeps the batch dimension:
-reductions over the batch happen once, in the loss.
+Each is a small immutable pytree (so it can leave a jitted function) with one
+API shape:
 
-Conventions: natural logarithms (nats); `log_prob(x)` of an image sums over
-every pixel and channel.
+  mean             the distribution's mean, batch axes in front
+  sample(keys_B)   a draw; one PRNG key per example, so the draw of example b
+                   depends on keys_B[b] alone (never on the device split)
+  log_prob(x)      summed over the event dimensions, one value per example [B]
+
+Reductions over the batch happen once, in the loss. Natural logarithms (nats)
+throughout. `stream` selects an independent noise stream of the same key
+(`example_rng`): latent group g of importance sample s uses its own stream.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from vae_jax import example_rng
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
-def reparameterize(rng: jax.Array, mean: jax.Array, logvar: jax.Array) -> jax.Array:
+def reparameterize(rng: jax.Array, mean: jax.Array, logvar: jax.Array,
+                   stream: int | jax.Array = 0) -> jax.Array:
   """Draws z ~ N(mean, exp(logvar)) as z = mean + exp(logvar / 2) * eps, eps ~ N(0, I).
 
   The draw is a differentiable function of (mean, logvar): the
@@ -31,26 +37,36 @@ def reparameterize(rng: jax.Array, mean: jax.Array, logvar: jax.Array) -> jax.Ar
     rng: one key per example, shape [B] (a typed key array), so that each
       example's noise depends only on its own key, not on how a batch is split
       across devices.
-    mean, logvar: [B, Z].
+    mean, logvar: [B, ...].
+    stream: the noise stream (see `example_rng`); 0 for a single draw.
   """
-  eps_BZ = example_rng.normal(rng, mean.shape[1:]).astype(mean.dtype)
+  eps_BZ = example_rng.normal(rng, mean.shape[1:], stream=stream).astype(mean.dtype)
   return mean + jnp.exp(0.5 * logvar) * eps_BZ
+
+
+def _sum_event(x: jax.Array) -> jax.Array:
+  """Sums over every axis but the first (the batch axis)."""
+  return jnp.sum(x.reshape(x.shape[0], -1), axis=-1)
 
 
 @flax.struct.dataclass
 class DiagGaussian:
-  """N(mean, diag(exp(logvar))) over the last axis; batch axes in front."""
+  """N(mean, diag(exp(logvar))) over every axis but the first (the batch axis).
+
+  Latents may be vectors [B, Z] or maps [B, H, W, C]; log_prob and the KLs sum
+  over all of a latent's dimensions.
+  """
 
   mean: jax.Array
   logvar: jax.Array
 
-  def sample(self, rng: jax.Array) -> jax.Array:
-    return reparameterize(rng, self.mean, self.logvar)
+  def sample(self, rng: jax.Array, stream: int | jax.Array = 0) -> jax.Array:
+    return reparameterize(rng, self.mean, self.logvar, stream)
 
   def log_prob(self, z: jax.Array) -> jax.Array:
     """log N(z; m, s^2) = -1/2 sum_i [log 2pi + logvar_i + (z_i - m_i)^2 / exp(logvar_i)]."""
     sq = jnp.square(z - self.mean) * jnp.exp(-self.logvar)
-    return -0.5 * jnp.sum(_LOG_2PI + self.logvar + sq, axis=-1)
+    return -0.5 * _sum_event(_LOG_2PI + self.logvar + sq)
 
   def kl_standard_normal(self) -> jax.Array:
     """KL(N(m, s^2) || N(0, I)) in closed form.
@@ -58,13 +74,22 @@ class DiagGaussian:
     KL = E_q[log q - log p]
        = sum_i 1/2 [m_i^2 + s_i^2 - 1 - log s_i^2]     (Kingma & Welling 2014, app. B)
     """
-    return 0.5 * jnp.sum(
-        jnp.square(self.mean) + jnp.exp(self.logvar) - 1.0 - self.logvar, axis=-1)
+    return 0.5 * _sum_event(jnp.square(self.mean) + jnp.exp(self.logvar) - 1.0 - self.logvar)
+
+  def kl(self, other: "DiagGaussian") -> jax.Array:
+    """KL(self || other) between diagonal Gaussians, in closed form.
+
+    KL = sum_i 1/2 [logvar_p - logvar_q + (s_q^2 + (m_q - m_p)^2) / s_p^2 - 1]
+    """
+    ratio = jnp.exp(self.logvar - other.logvar)
+    sq = jnp.square(self.mean - other.mean) * jnp.exp(-other.logvar)
+    return 0.5 * _sum_event(ratio + sq - 1.0 - (self.logvar - other.logvar))
 
 
-def _sum_event(x: jax.Array) -> jax.Array:
-  """Sums over every axis but the first (the batch axis)."""
-  return jnp.sum(x.reshape(x.shape[0], -1), axis=-1)
+def standard_normal_like(z: jax.Array) -> DiagGaussian:
+  """N(0, I) with the shape of `z`: the prior of a top latent group."""
+  zeros = jnp.zeros_like(z)
+  return DiagGaussian(zeros, zeros)
 
 
 @flax.struct.dataclass
@@ -85,11 +110,13 @@ class Bernoulli:
     softplus = jnp.maximum(l, 0.0) + jnp.log(1.0 + jnp.exp(-jnp.abs(l)))
     return _sum_event(x * l - softplus)
 
+  @property
   def mean(self) -> jax.Array:
     return jax.nn.sigmoid(self.logits)
 
   def sample(self, rng: jax.Array) -> jax.Array:
-    return jax.random.bernoulli(rng, self.mean()).astype(self.logits.dtype)
+    u = example_rng.uniform(rng, self.logits.shape[1:])
+    return (u < self.mean).astype(self.logits.dtype)
 
 
 @flax.struct.dataclass
@@ -109,9 +136,10 @@ class Gaussian:
     sq = jnp.square((x - self.loc) * jnp.exp(-log_scale))
     return -0.5 * _sum_event(_LOG_2PI + 2.0 * log_scale + sq)
 
+  @property
   def mean(self) -> jax.Array:
     return self.loc
 
   def sample(self, rng: jax.Array) -> jax.Array:
-    noise = jax.random.normal(rng, self.loc.shape, self.loc.dtype)
+    noise = example_rng.normal(rng, self.loc.shape[1:]).astype(self.loc.dtype)
     return self.loc + jnp.exp(self.log_scale) * noise

@@ -8,13 +8,19 @@ on (seed, step, example) and never on how a batch is split over devices.
 The generator is Threefry-2x32 with 20 rounds (Salmon et al. 2011, "Parallel
 random numbers: as easy as 1, 2, 3"), the cipher `jax.random` uses by default:
 
-    word_i = Threefry_k(0, i)[0],   i = 0, 1, 2, ...
+    word_i = Threefry_k(stream, i)[0],   i = 0, 1, 2, ...
 
 with a 64-bit cipher key k derived from the example's key: for a Threefry key
 (JAX's default), k = Threefry_key(DERIVE), the key's own data enciphered at
 the counter block DERIVE, whose high word is non-zero, so it is never one of
 the counters `jax.random`'s split, fold_in (of 32-bit data) and bits use.
 Longer keys (e.g. "rbg") are chained through the cipher two words at a time.
+
+`stream` (default 0) is the high word of the counter block: distinct streams
+of one key are disjoint sets of counter blocks, hence independent draws. The
+models use stream `latent_stream(sample, group)` for latent group g of
+importance sample s, so stream 0 (group 0 of a single draw) is the stream a
+single-latent VAE always used.
 
 Why not `jax.random.uniform` directly: on XLA:CPU, `jax.random` lowers Threefry
 as a rolled loop, and binarising one 128-image MNIST batch cost about 1.2 ms of
@@ -79,26 +85,40 @@ def cipher_keys(keys_B: jax.Array) -> tuple[jax.Array, jax.Array]:
   return k0[:, None], k1[:, None]
 
 
-def example_bits(keys_B: jax.Array, n: int) -> jax.Array:
-  """n random uint32 words per example, [B, n]; row b depends on keys_B[b] alone."""
+MAX_GROUPS = 1024  # latent groups per model that get distinct streams
+
+
+def latent_stream(sample: int | jax.Array, group: int) -> jax.Array:
+  """The stream of latent group `group` in importance sample `sample`: sample * 1024 + group."""
+  if not 0 <= group < MAX_GROUPS:
+    raise ValueError(f"latent group {group} is outside [0, {MAX_GROUPS})")
+  return jnp.asarray(sample, jnp.uint32) * np.uint32(MAX_GROUPS) + np.uint32(group)
+
+
+def example_bits(keys_B: jax.Array, n: int, stream: int | jax.Array = 0) -> jax.Array:
+  """n random uint32 words per example, [B, n]; row b depends on keys_B[b] alone.
+
+  `stream` (a uint32, may be traced) picks an independent stream of each key.
+  """
   k0_B1, k1_B1 = cipher_keys(keys_B)
   counter = jnp.arange(n, dtype=jnp.uint32)
-  word_Bn, _ = threefry2x32(k0_B1, k1_B1, jnp.zeros_like(counter), counter)
+  high = jnp.broadcast_to(jnp.asarray(stream, jnp.uint32), counter.shape)
+  word_Bn, _ = threefry2x32(k0_B1, k1_B1, high, counter)
   return jax.lax.optimization_barrier(word_Bn)
 
 
-def uniform(keys_B: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+def uniform(keys_B: jax.Array, shape: tuple[int, ...], stream: int | jax.Array = 0) -> jax.Array:
   """U[0, 1) float32, [B, *shape]: the top 23 bits of a word as a mantissa (as jax.random does)."""
-  bits = example_bits(keys_B, math.prod(shape)).reshape(keys_B.shape[0], *shape)
+  bits = example_bits(keys_B, math.prod(shape), stream).reshape(keys_B.shape[0], *shape)
   one_to_two = jax.lax.bitcast_convert_type((bits >> np.uint32(9)) | np.uint32(0x3F800000),
                                             jnp.float32)
   return one_to_two - 1.0
 
 
-def normal(keys_B: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+def normal(keys_B: jax.Array, shape: tuple[int, ...], stream: int | jax.Array = 0) -> jax.Array:
   """N(0, 1) float32, [B, *shape]: sqrt(2) erfinv(v), v uniform on (-1, 1) (as jax.random does)."""
   lo = np.nextafter(np.float32(-1.0), np.float32(0.0))
-  v = jnp.maximum(lo, 2.0 * uniform(keys_B, shape) - 1.0)
+  v = jnp.maximum(lo, 2.0 * uniform(keys_B, shape, stream) - 1.0)
   return np.float32(math.sqrt(2.0)) * jax.lax.erf_inv(v)
 
 

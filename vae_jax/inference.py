@@ -28,9 +28,10 @@ from vae_jax.errors import UserError
 @dataclasses.dataclass(frozen=True)
 class Trained:
   config: ml_collections.ConfigDict
-  model: model_lib.VAE
+  model: object  # a vae_jax.models.LatentModel
   params: object
   step: int
+  params_kind: str = "raw"  # "ema" when the run kept an exponential moving average and it was restored
 
 
 def load_config(workdir: Path) -> ml_collections.ConfigDict:
@@ -55,7 +56,12 @@ def _merge(config: ml_collections.ConfigDict, saved: dict) -> None:
         config[key] = ml_collections.ConfigDict()
       _merge(config[key], value)
     else:
-      config[key] = tuple(value) if isinstance(value, list) else value
+      config[key] = _tuples(value)
+
+
+def _tuples(value):
+  """JSON lists back to (nested) tuples, as configs write them."""
+  return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
 def load_trained(workdir: str | Path) -> Trained:

@@ -1,101 +1,87 @@
-"""The VAE: an encoder giving q(z|x), a decoder giving p(x|z), and a N(0, I) prior.
+"""Pure functions over any registered model (see `models/base.py` for the contract).
 
-The model returns distributions (see `distributions.py`) and never computes a
-loss. The pure functions `init`, `encode`, `decode` and `prior_sample` wrap
-`model.apply` on an explicit params pytree.
+Each wraps `model.apply` on an explicit params pytree:
+
+  make_model(config, image_shape)         the module `config.model.name` names
+  init(model, rng, image_shape)           initial params from one key
+  model_input(image, keys_B, model=)      uint8 -> x in [0, 1]: the likelihood's input transform
+  encode(params, x, model=, y=)           the deterministic part of inference
+  infer(params, context, keys_B, ...)     posterior draws of every group and p(x|z)
+  decode(params, zs, model=, y=)          p(x|z) at given groups
+  generate(params, keys_B, ...)           prior draws of every group and p(x|z)
+  reconstruct(params, x, model=, y=)      p(x|z) at the posterior's zero-noise path
+  prior_sample(params, rng, num, ...)     p(x|z) at a prior draw from one key
+
+The model never computes a loss; objectives (`losses.py`) read its groups.
 """
 
 from __future__ import annotations
 
-import math
-
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 
-from vae_jax import networks
-from vae_jax.distributions import Bernoulli, DiagGaussian, Gaussian
-from vae_jax.errors import UserError
+from vae_jax.models import MODELS, Generated, Inference, LatentModel
+from vae_jax.models.base import LatentModel as _Base
 
-LIKELIHOODS = ("bernoulli", "gaussian")
-Likelihood = Bernoulli | Gaussian
-
-
-class VAE(nn.Module):
-  """q(z|x) = N(mean(x), diag exp(logvar(x))); p(x|z) Bernoulli or Gaussian per pixel.
-
-  Attributes:
-    encoder, decoder: networks from `networks.py`.
-    likelihood: "bernoulli" (decoder gives logits) or "gaussian" (decoder gives
-      the mean; the standard deviation is `gaussian_std`, or, with
-      `learn_std`, one learned value per channel shared by all pixels, as in
-      the sigma-VAE of Rybkin et al. 2021, initialised at `gaussian_std`).
-  """
-
-  encoder: nn.Module
-  decoder: nn.Module
-  latent_dim: int
-  likelihood: str = "bernoulli"
-  gaussian_std: float = 0.1
-  learn_std: bool = False
-
-  def encode(self, x_BHWC: jax.Array) -> DiagGaussian:
-    mean, logvar = self.encoder(x_BHWC)
-    return DiagGaussian(mean, logvar)
-
-  @nn.compact
-  def decode(self, z_BZ: jax.Array) -> Likelihood:
-    out_BHWC = self.decoder(z_BZ)
-    if self.likelihood == "bernoulli":
-      return Bernoulli(out_BHWC)
-    log_std = jnp.full((out_BHWC.shape[-1],), math.log(self.gaussian_std), out_BHWC.dtype)
-    if self.learn_std:
-      log_std = self.param("log_std", lambda _, shape: log_std, log_std.shape)
-    return Gaussian(out_BHWC, log_std)
-
-  def __call__(self, x_BHWC: jax.Array, rng: jax.Array) -> tuple[DiagGaussian, Likelihood]:
-    """q(z|x) and p(x|z) at one reparameterised draw z ~ q(z|x); used by `init`."""
-    posterior = self.encode(x_BHWC)
-    return posterior, self.decode(posterior.sample(rng))
+# Kept for callers that name the single-group model's type.
+from vae_jax.models.vae import VAE  # noqa: F401
 
 
-def make_model(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int]) -> VAE:
-  """Builds the VAE that `config.model` describes, for images of `image_shape` (H, W, C)."""
-  m = config.model
-  if m.likelihood not in LIKELIHOODS:
-    raise UserError(f"unknown model.likelihood {m.likelihood!r}; valid: {', '.join(LIKELIHOODS)}")
-  if m.latent_dim < 1:
-    raise UserError(f"model.latent_dim must be >= 1, got {m.latent_dim}")
-  if m.likelihood == "gaussian" and not m.gaussian_std > 0:
-    raise UserError(f"model.gaussian_std must be > 0, got {m.gaussian_std}")
-  return VAE(
-      encoder=networks.make_encoder(m),
-      decoder=networks.make_decoder(m, image_shape, out_channels=image_shape[-1]),
-      latent_dim=m.latent_dim,
-      likelihood=m.likelihood,
-      gaussian_std=float(m.gaussian_std),
-      learn_std=bool(m.learn_std),
-  )
+def make_model(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int]) -> LatentModel:
+  """Builds the model `config.model` describes, for images of `image_shape` (H, W, C)."""
+  from vae_jax.errors import UserError
+  cls = MODELS.get(config.model.name)
+  if not (isinstance(cls, type) and issubclass(cls, _Base)):
+    raise UserError(f"model {config.model.name!r} is not a vae_jax.models.LatentModel subclass")
+  return cls.from_config(config, tuple(image_shape))
 
 
-def init(model: VAE, rng: jax.Array, image_shape: tuple[int, int, int]):
+def example_labels(model: LatentModel, num: int) -> jax.Array | None:
+  """Placeholder labels for shape-only calls (init): zeros for a conditional model, else None."""
+  return jnp.zeros((num,), jnp.int32) if getattr(model, "num_classes", 0) > 0 else None
+
+
+def init(model: LatentModel, rng: jax.Array, image_shape: tuple[int, int, int]):
   """Initial params for `model`, from one key."""
   params_rng, sample_rng = jax.random.split(rng)
   x = jnp.zeros((1, *image_shape), jnp.float32)
-  return model.init(params_rng, x, jax.random.split(sample_rng, 1))["params"]
+  return model.init(params_rng, x, jax.random.split(sample_rng, 1), example_labels(model, 1))["params"]
 
 
-def encode(params, x_BHWC: jax.Array, *, model: VAE) -> DiagGaussian:
-  return model.apply({"params": params}, x_BHWC, method=VAE.encode)
+def model_input(image_BHWC: jax.Array, keys_B: jax.Array, *, model: LatentModel) -> jax.Array:
+  """The likelihood's input transform: uint8 [B, H, W, C] -> float x in [0, 1]."""
+  return model.likelihood.model_input(image_BHWC, keys_B)
 
 
-def decode(params, z_BZ: jax.Array, *, model: VAE) -> Likelihood:
-  return model.apply({"params": params}, z_BZ, method=VAE.decode)
+def encode(params, x_BHWC: jax.Array, *, model: LatentModel, y: jax.Array | None = None):
+  return model.apply({"params": params}, x_BHWC, y, method=model.encode)
 
 
-def prior_sample(params, rng: jax.Array, num: int, *, model: VAE,
-                 temperature: float = 1.0) -> Likelihood:
-  """p(x|z) for z ~ N(0, temperature^2 I): temperature < 1 trades diversity for fidelity."""
-  z_BZ = temperature * jax.random.normal(rng, (num, model.latent_dim))
-  return decode(params, z_BZ, model=model)
+def infer(params, context, keys_B: jax.Array, *, model: LatentModel, y: jax.Array | None = None,
+          sample: int | jax.Array = 0, temperature=1.0) -> Inference:
+  return model.apply({"params": params}, context, keys_B, y, sample, temperature, method=model.infer)
+
+
+def decode(params, zs, *, model: LatentModel, y: jax.Array | None = None):
+  if not isinstance(zs, (tuple, list)):  # one group given as an array
+    zs = (zs,)
+  return model.apply({"params": params}, tuple(zs), y, method=model.decode)
+
+
+def generate(params, keys_B: jax.Array, *, model: LatentModel, y: jax.Array | None = None,
+             temperature=1.0) -> Generated:
+  return model.apply({"params": params}, keys_B, y, temperature, method=model.generate)
+
+
+def reconstruct(params, x_BHWC: jax.Array, *, model: LatentModel, y: jax.Array | None = None):
+  """p(x|z) with every group at its posterior mean given the groups above (zero noise)."""
+  keys_B = jax.random.split(jax.random.key(0), x_BHWC.shape[0])  # unused at temperature 0
+  context = encode(params, x_BHWC, model=model, y=y)
+  return infer(params, context, keys_B, model=model, y=y, temperature=0.0).p_x
+
+
+def prior_sample(params, rng: jax.Array, num: int, *, model: LatentModel, temperature=1.0,
+                 y: jax.Array | None = None):
+  """p(x|z) for z drawn from the prior at `temperature` (< 1 trades diversity for fidelity)."""
+  return generate(params, jax.random.split(rng, num), model=model, y=y, temperature=temperature).p_x

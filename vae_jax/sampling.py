@@ -1,8 +1,9 @@
-"""Jitted generation: prior samples, reconstructions and latent interpolations.
+"""Jitted generation: prior samples, reconstructions and latent interpolations, for any model.
 
 All return float images in [0, 1], [N, H, W, C]. `mode="mean"` shows the
 likelihood's mean (Bernoulli probabilities, Gaussian means), the usual way to
-display VAE samples; `mode="sample"` draws pixels from p(x|z).
+display VAE samples; `mode="sample"` draws pixels from p(x|z). `y` is an
+optional label per image for a conditional model.
 """
 
 from __future__ import annotations
@@ -13,22 +14,24 @@ import jax
 import jax.numpy as jnp
 
 from vae_jax import model as model_lib
+from vae_jax.train_step import example_keys
 
 MODES = ("mean", "sample")
 
 
-def _show(p_x, rng: jax.Array, mode: str) -> jax.Array:
-  x = p_x.mean() if mode == "mean" else p_x.sample(rng)
+def _show(p_x, keys_B: jax.Array | None, mode: str) -> jax.Array:
+  x = p_x.mean if mode == "mean" else p_x.sample(keys_B)
   return jnp.clip(x, 0.0, 1.0)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "num", "mode"))
 def prior_samples(params, rng: jax.Array, temperature: float | jax.Array = 1.0, *,
-                  model: model_lib.VAE, num: int, mode: str = "mean") -> jax.Array:
-  """x ~ p(x|z), z ~ N(0, temperature^2 I)."""
+                  model, num: int, mode: str = "mean", y: jax.Array | None = None) -> jax.Array:
+  """x ~ p(x|z), every latent group drawn from the prior at `temperature`."""
   z_rng, x_rng = jax.random.split(rng)
-  p_x = model_lib.prior_sample(params, z_rng, num, model=model, temperature=temperature)
-  return _show(p_x, x_rng, mode)
+  index = jnp.arange(num)
+  out = model_lib.generate(params, example_keys(z_rng, index), model=model, y=y, temperature=temperature)
+  return _show(out.p_x, example_keys(x_rng, index), mode)
 
 
 def _to_unit(images_BHWC: jax.Array) -> jax.Array:
@@ -36,22 +39,29 @@ def _to_unit(images_BHWC: jax.Array) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames=("model",))
-def reconstructions(params, images_BHWC: jax.Array, *, model: model_lib.VAE) -> jax.Array:
-  """Mean of p(x|z) at the posterior mean z = E[q(z|x)], for uint8 images."""
-  q_z = model_lib.encode(params, _to_unit(images_BHWC), model=model)
-  return _show(model_lib.decode(params, q_z.mean, model=model), None, "mean")
+def reconstructions(params, images_BHWC: jax.Array, *, model, y: jax.Array | None = None) -> jax.Array:
+  """Mean of p(x|z) at the posterior's zero-noise path (z = E[q(z|x)] for one group), for uint8 images."""
+  return _show(model_lib.reconstruct(params, _to_unit(images_BHWC), model=model, y=y), None, "mean")
 
 
 @functools.partial(jax.jit, static_argnames=("model", "num_steps"))
-def interpolations(params, a_BHWC: jax.Array, b_BHWC: jax.Array, *, model: model_lib.VAE,
+def interpolations(params, a_BHWC: jax.Array, b_BHWC: jax.Array, *, model,
                    num_steps: int) -> jax.Array:
   """Decodes z = (1 - t) z_a + t z_b for t in linspace(0, 1, num_steps) between posterior means.
 
+  Every latent group is interpolated, each at its posterior's zero-noise path.
   Returns [B * num_steps, H, W, C]: row i runs from image a_i to image b_i.
   """
-  z_a = model_lib.encode(params, _to_unit(a_BHWC), model=model).mean
-  z_b = model_lib.encode(params, _to_unit(b_BHWC), model=model).mean
+  def means(images):
+    x = _to_unit(images)
+    context = model_lib.encode(params, x, model=model)
+    keys = jax.random.split(jax.random.key(0), x.shape[0])  # unused at temperature 0
+    return [g.z for g in model_lib.infer(params, context, keys, model=model, temperature=0.0).groups]
   t_T = jnp.linspace(0.0, 1.0, num_steps)
-  z_BTZ = z_a[:, None] + t_T[None, :, None] * (z_b - z_a)[:, None]
-  z = z_BTZ.reshape(-1, z_a.shape[-1])
-  return _show(model_lib.decode(params, z, model=model), None, "mean")
+
+  def line(z_a, z_b):
+    t = t_T.reshape(1, num_steps, *([1] * (z_a.ndim - 1)))
+    z = z_a[:, None] + t * (z_b - z_a)[:, None]
+    return z.reshape(-1, *z_a.shape[1:])
+  zs = [line(a, b) for a, b in zip(means(a_BHWC), means(b_BHWC))]
+  return _show(model_lib.decode(params, tuple(zs), model=model), None, "mean")

@@ -19,7 +19,7 @@ import ml_collections
 import optax
 
 from vae_jax import losses
-from vae_jax import model as model_lib
+from vae_jax.models import LatentModel
 from vae_jax.errors import UserError
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -70,7 +70,7 @@ def global_positions(local_batch: int, axis_name: str | None) -> jax.Array:
 
 
 def train_step(state: TrainState, batch: dict, rng: jax.Array, *,
-               loss_fn: losses.LossFn, model: model_lib.VAE,
+               loss_fn: losses.LossFn, model: LatentModel,
                config: ml_collections.ConfigDict, optimizer: optax.GradientTransformation,
                axis_name: str | None = None) -> tuple[TrainState, dict[str, jax.Array]]:
   """One optimizer update on the batch. `rng` is the run's training key.
@@ -112,20 +112,3 @@ def train_steps(state: TrainState, batches: dict, rng: jax.Array, *,
     state, metrics = body(state, jax.tree.map(lambda x: x[0], batches))
     return state, jax.tree.map(lambda x: x[None], metrics)
   return jax.lax.scan(body, state, batches)
-
-
-def eval_step(params, batch: dict, rng: jax.Array, *, model: model_lib.VAE,
-              config: ml_collections.ConfigDict, axis_name: str | None = None) -> dict[str, jax.Array]:
-  """Sums of the per-example ELBO terms over the real (mask=True) examples, and their count.
-
-  `batch["index"]` is each example's index in the test set, so the draws (and
-  fixed binarisation) of an example are the same in every evaluation.
-  """
-  keys_B = example_keys(rng, batch["index"])
-  terms = losses.elbo_terms(params, batch, keys_B, model=model, config=config)
-  mask = batch["mask"].astype(jnp.float32)
-  sums = {k: jnp.sum(v * mask) for k, v in terms.items()}
-  sums["count"] = jnp.sum(mask)
-  if axis_name is not None:
-    sums = jax.lax.psum(sums, axis_name)
-  return sums

@@ -32,13 +32,13 @@ from tqdm import tqdm
 from vae_jax import checkpointing
 from vae_jax import config as config_lib
 from vae_jax import data
+from vae_jax import evaluators as evaluators_lib
 from vae_jax.data.source import gather
 from vae_jax import images
 from vae_jax import losses
 from vae_jax import metrics_log
 from vae_jax import model as model_lib
 from vae_jax import parallel
-from vae_jax import pixels
 from vae_jax import sampling
 from vae_jax import train_step as step_lib
 from vae_jax.errors import UserError
@@ -92,33 +92,7 @@ def check_resumable(config: ml_collections.ConfigDict, workdir: Path) -> None:
           "use the same config to resume, or a new --workdir")
 
 
-def evaluate(params, source, *, eval_fn, backend: parallel.Backend, batch_size: int,
-             eval_key: jax.Array, config: ml_collections.ConfigDict,
-             num_dims: int) -> dict[str, float]:
-  """Mean ELBO terms over the whole split (nats per image), and bits/dim."""
-  totals = None
-  rows = parallel.process_slice(batch_size)
-  for batch in _indexed(data.eval_batches(source, batch_size), batch_size):
-    batch = {k: v[rows] for k, v in batch.items()}
-    sums = eval_fn(params, backend.shard_batch(batch), eval_key)
-    totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-  totals = jax.device_get(backend.unreplicate(totals))
-  count = float(totals.pop("count"))
-  out = {k: float(v) / count for k, v in totals.items()}
-  out["elbo"] = -out["neg_elbo"]
-  out["bits_per_dim"] = float(pixels.nats_to_bits_per_dim(out["neg_elbo"], num_dims, config=config))
-  out["num_examples"] = int(count)
-  return out
-
-
-def _indexed(batches, batch_size: int):
-  """Adds each example's index in the split, for per-example evaluation keys."""
-  for i, batch in enumerate(batches):
-    start = i * batch_size
-    yield dict(batch, index=np.arange(start, start + batch_size, dtype=np.int32))
-
-
-def write_grids(params, test_source, workdir: Path, step: int, *, model: model_lib.VAE,
+def write_grids(params, test_source, workdir: Path, step: int, *, model,
                 keys: Keys, num: int) -> None:
   """DIR/samples/step_N_{prior,recon}.png: prior samples, and test images beside reconstructions."""
   out = workdir / "samples"
@@ -129,6 +103,17 @@ def write_grids(params, test_source, workdir: Path, step: int, *, model: model_l
   recon = np.asarray(sampling.reconstructions(params, originals, model=model))
   images.save_grid(images.interleave(originals / 255.0, recon), out / f"step_{step:07d}_recon.png",
                    ncol=2 * max(1, int(math.sqrt(n))))
+
+
+_SUMMARY_KEYS = ("neg_elbo", "recon", "kl", "neg_iwae", "is_nll", "is_nll_stderr", "bits_per_dim",
+                 "is_nll_bits_per_dim", "active_units")
+
+
+def summary_line(result: dict[str, float]) -> str:
+  """The headline test figures that `result` has, e.g. 'neg_elbo 97.39, recon 70.07, kl 27.32, ...'."""
+  parts = [f"{k} {result[k]:.4f}" if "bits" in k else f"{k} {result[k]:.2f}"
+           for k in _SUMMARY_KEYS if k in result]
+  return ", ".join(parts) + " (nats per image unless bits)"
 
 
 class _StopOnInterrupt:
@@ -159,7 +144,7 @@ class _StopOnInterrupt:
       signal.signal(signal.SIGINT, self._previous)
 
 
-def _check_divisible(config: ml_collections.ConfigDict, backend: parallel.Backend) -> None:
+def check_divisible(config: ml_collections.ConfigDict, backend: parallel.Backend) -> None:
   parts = backend.num_devices * jax.process_count()
   for key in ("batch_size", "eval_batch_size"):
     if config[key] % parts:
@@ -195,15 +180,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
   # Everything that can fail on bad input is checked before DIR is touched.
   datasets = data.load_datasets(config.data)
   image_shape = tuple(datasets.image_shape)
-  num_dims = math.prod(image_shape)
   model = model_lib.make_model(config, image_shape)
   loss_fn = losses.get_loss_fn(config)
   optimizer = step_lib.make_optimizer(config)
   backend = parallel.make_backend(config.parallel, config.num_devices)
-  _check_divisible(config, backend)
+  check_divisible(config, backend)
   check_resumable(config, workdir)
-
   keys = Keys.from_seed(config.seed)
+  evaluators = evaluators_lib.make_evaluators(config.evaluators, evaluators_lib.EvalSetup(
+      model=model, config=config, loss_fn=loss_fn, backend=backend, eval_key=keys.eval,
+      batch_size=config.eval_batch_size))
+
   params = model_lib.init(model, keys.init, image_shape)
   state = step_lib.init_state(params, optimizer)
   workdir.mkdir(parents=True, exist_ok=True)
@@ -229,9 +216,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
   p_train = backend.compile(
       functools.partial(step_lib.train_steps, loss_fn=loss_fn, model=model, config=config,
                         optimizer=optimizer), donate_argnums=(0,))
-  p_eval = backend.compile(functools.partial(step_lib.eval_step, model=model, config=config))
   d_state = backend.replicate(state)
-  d_train_key, d_eval_key = backend.replicate(train_key), backend.replicate(keys.eval)
+  d_train_key = backend.replicate(train_key)
   log = metrics_log.MetricsLog(workdir / "metrics.jsonl", enabled=primary)
   rows = parallel.process_slice(config.batch_size)
   last_saved = start if restored is not None else None
@@ -251,9 +237,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
     last_saved = step
 
   def run_eval(step: int) -> dict[str, float]:
-    result = evaluate(d_state.params, datasets.test, eval_fn=p_eval, backend=backend,
-                      batch_size=config.eval_batch_size, eval_key=d_eval_key, config=config,
-                      num_dims=num_dims)
+    result = evaluators_lib.run_all(evaluators, d_state.params, datasets.test, step)
     log.write({"split": "test", "step": step, **result})
     return result
 
@@ -323,7 +307,5 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
   if primary:
     write_grids(host_params(), datasets.test, workdir, step, model=model, keys=keys,
                 num=config.num_grid_images)
-  print(f"step {step}: test neg_elbo {final['neg_elbo']:.2f} nats "
-        f"(recon {final['recon']:.2f}, kl {final['kl']:.2f}, {final['bits_per_dim']:.4f} bits/dim)",
-        file=sys.stderr, flush=True)
+  print(f"step {step}: test {summary_line(final)}", file=sys.stderr, flush=True)
   return final

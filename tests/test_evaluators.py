@@ -1,0 +1,140 @@
+"""Tests of vae_jax/evaluators: IS-NLL against a closed-form marginal, its k = 1 identity and
+tightening with k, chunking and device invariance, and active units against numpy.
+
+The model is the linear-Gaussian VAE of test_losses.py (p(z) = N(0, I), p(x|z) = N(Wz + b,
+sigma^2 I), a linear encoder), whose log p(x) = log N(x; b, W W^T + sigma^2 I) is exact. With a
+non-orthogonal W the true posterior is not diagonal, so the diagonal q leaves a gap that
+importance sampling must close.
+"""
+
+import math
+
+import jax
+import numpy as np
+import pytest
+
+from tests.test_losses import (D, IMAGE_SHAPE, SIGMA, Z, _exact_log_px, _linear_gaussian,
+                               _linear_vae_config, _linear_vae_params)
+from vae_jax import evaluators, losses, parallel
+from vae_jax import model as model_lib
+from vae_jax.data.source import ArraySource
+from vae_jax.train_step import example_keys
+
+NUM = 6       # test images; the batch of 8 pads 2
+EVAL_KEY = 11
+
+
+def _data():
+  """W, b and NUM uint8 images drawn from the linear-Gaussian model; x = image / 255 exactly."""
+  w, b, _, _ = _linear_gaussian(orthogonal=False, seed=3)
+  rng = np.random.default_rng(5)
+  x = b + rng.normal(size=(NUM, Z)) @ w.T + SIGMA * rng.normal(size=(NUM, D))
+  images = np.clip(np.round(255 * x), 0, 255).astype(np.uint8).reshape(NUM, *IMAGE_SHAPE)
+  return w, b, images
+
+
+@pytest.fixture(scope="module")
+def linear():
+  """(config, model, params near the true posterior, source, exact mean -log p(x))."""
+  c = _linear_vae_config()
+  model = model_lib.make_model(c, IMAGE_SHAPE)
+  init = model_lib.init(model, jax.random.key(0), IMAGE_SHAPE)
+  w, b, images = _data()
+  params = _linear_vae_params(init, w, b, enc_mean_shift=0.1)  # q: posterior mean + 0.1, true variances
+  x = images.reshape(NUM, D).astype(np.float64) / 255.0
+  exact = -np.mean([_exact_log_px(w, b, xi) for xi in x])
+  return c, model, params, ArraySource(images), exact
+
+
+def _evaluate(linear, name, *, k=1, chunk=100, backend=("pmap", 1)):
+  c, model, params, source, _ = linear
+  c = c.copy_and_resolve_references()
+  c.is_nll_k, c.is_nll_chunk = k, chunk
+  be = parallel.make_backend(*backend)
+  setup = evaluators.EvalSetup(model=model, config=c, loss_fn=losses.get_loss_fn(c), backend=be,
+                               eval_key=jax.random.key(EVAL_KEY), batch_size=8)
+  return evaluators.make_evaluators([name], setup)[name](be.replicate(params), source, 0)
+
+
+def test_is_nll_converges_to_the_closed_form_marginal(linear):
+  """With k = 4000, IS-NLL is within 0.02 nats of the exact -log p(x); the ELBO is well above it."""
+  exact = linear[-1]
+  got = _evaluate(linear, "is_nll", k=4000, chunk=500)
+  assert got["num_examples"] == NUM and got["is_nll_k"] == 4000
+  elbo = _evaluate(linear, "elbo")
+  assert elbo["neg_elbo"] > exact + 0.5  # the gap IS must close
+  assert abs(got["is_nll"] - exact) < 0.02, (got["is_nll"], exact)
+
+
+def test_is_nll_with_k_1_is_the_single_sample_elbo_at_the_same_draw(linear):
+  """k = 1: -log w of importance sample 0, the draw the ELBO uses, recomputed from the model's groups."""
+  c, model, params, source, _ = linear
+  got = _evaluate(linear, "is_nll", k=1)
+  images = np.stack([source[i] for i in range(NUM)])
+  keys = example_keys(jax.random.key(EVAL_KEY), np.arange(NUM))
+  x, context, latent_keys = losses.posterior(params, {"image": images}, keys, model=model)
+  inf = model_lib.infer(params, context, latent_keys, model=model)
+  (group,) = inf.groups
+  neg_log_w = -(inf.p_x.log_prob(x) + group.log_p - group.log_q)
+  np.testing.assert_allclose(got["is_nll"], float(np.mean(neg_log_w)), rtol=1e-5)
+  # The same draw's recon is the elbo evaluator's; only the KL term differs (closed form there).
+  recon = _evaluate(linear, "elbo")["recon"]
+  np.testing.assert_allclose(recon, float(np.mean(-inf.p_x.log_prob(x))), rtol=1e-5)
+
+
+def test_is_nll_tightens_with_k_and_stays_above_the_marginal(linear):
+  """Averaged over the examples: IS-NLL(1) > IS-NLL(10) > IS-NLL(200) > exact - 0.02."""
+  exact = linear[-1]
+  values = [_evaluate(linear, "is_nll", k=k, chunk=50)["is_nll"] for k in (1, 10, 200)]
+  assert values[0] > values[1] > values[2] > exact - 0.02, (values, exact)
+
+
+@pytest.mark.parametrize("chunk, backend", [(7, ("pmap", 1)), (50, ("pmap", 2)), (13, ("jit", 4))])
+def test_is_nll_does_not_depend_on_chunking_or_devices(linear, chunk, backend):
+  """k = 50 in chunks of 7 / 50 / 13 on 1, 2, 4 devices: the same samples, the same figure."""
+  reference = _evaluate(linear, "is_nll", k=50, chunk=50)
+  got = _evaluate(linear, "is_nll", k=50, chunk=chunk, backend=backend)
+  np.testing.assert_allclose(got["is_nll"], reference["is_nll"], atol=2e-5)  # nats; the value is near 0
+  np.testing.assert_allclose(got["is_nll_stderr"], reference["is_nll_stderr"], rtol=1e-3)
+
+
+def test_is_nll_stderr_is_the_standard_error_over_examples(linear):
+  """is_nll_stderr = std(per-example IS-NLL, ddof=1) / sqrt(N), from per-example k = 1 values."""
+  c, model, params, source, _ = linear
+  got = _evaluate(linear, "is_nll", k=1)
+  images = np.stack([source[i] for i in range(NUM)])
+  keys = example_keys(jax.random.key(EVAL_KEY), np.arange(NUM))
+  _, log_w = losses.log_weights(params, {"image": images}, keys, np.arange(1), model=model)
+  per_example = -np.asarray(log_w[0], np.float64)
+  np.testing.assert_allclose(got["is_nll_stderr"], per_example.std(ddof=1) / math.sqrt(NUM), rtol=1e-3)
+
+
+def test_active_units_match_numpy_covariance_of_the_posterior_means():
+  """A linear encoder with two informative columns, one weak (variance < 0.01) and one constant: 2 active."""
+  c = _linear_vae_config()
+  c.model.latent_dim = 4
+  model = model_lib.make_model(c, IMAGE_SHAPE)
+  params = model_lib.init(model, jax.random.key(0), IMAGE_SHAPE)
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, (50, *IMAGE_SHAPE), dtype=np.uint8)
+  kernel = np.zeros((D, 8), np.float32)
+  kernel[:, 0] = rng.normal(size=D)
+  kernel[:, 1] = rng.normal(size=D) * 0.5
+  kernel[:, 2] = rng.normal(size=D) * 0.02  # weak: variance well below 0.01
+  params = dict(params, encoder={"Dense_0": {"kernel": kernel, "bias": np.zeros(8, np.float32)}})
+  x = images.reshape(50, D).astype(np.float64) / 255.0
+  variances = np.var(x @ kernel[:, :4].astype(np.float64), axis=0)
+  expected = int(np.sum(variances > 0.01))
+  assert expected == 2 and variances[2] < 0.005 and variances[1] > 0.02
+  be = parallel.make_backend("pmap", 2)
+  setup = evaluators.EvalSetup(model=model, config=c, loss_fn=losses.get_loss_fn(c), backend=be,
+                               eval_key=jax.random.key(0), batch_size=8)
+  got = evaluators.make_evaluators(["active_units"], setup)["active_units"](
+      be.replicate(params), ArraySource(images), 0)
+  assert got["active_units"] == expected
+
+
+def test_unknown_evaluator_lists_the_valid_names(linear):
+  from vae_jax.errors import UserError
+  with pytest.raises(UserError, match="active_units, elbo, is_nll, loss"):
+    _evaluate(linear, "is_nl")

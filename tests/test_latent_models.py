@@ -1,0 +1,157 @@
+"""Tests of the model contract (vae_jax/models): latent groups, their KLs, the ladder's generative
+path, importance-sample streams, conditioning, and the registry."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vae_jax import model as model_lib
+from vae_jax.config import base_config
+from vae_jax.errors import UserError
+
+SHAPE = (4, 4, 1)
+
+
+def _ladder(**model):
+  c = base_config()
+  c.model.name = "ladder"
+  c.model.latent_dims, c.model.hidden, c.model.layers_per_latent = (5, 3), (16, 8), 1
+  c.data.image_size = 4
+  c.model.update(model)
+  m = model_lib.make_model(c, SHAPE)
+  params = model_lib.init(m, jax.random.key(0), SHAPE)
+  return m, jax.tree.map(lambda a: 2.0 * a, params)  # larger weights: non-trivial conditionals
+
+
+def _x(n, seed=0):
+  return jnp.asarray(np.random.default_rng(seed).uniform(size=(n, *SHAPE)), jnp.float32)
+
+
+def test_ladder_groups_mc_kl_matches_the_closed_form_and_log_probs():
+  """Top group: E[log q - log p] over draws equals the mean closed-form KL (5 SE). Every group's
+  log q and log p equal scipy-style Gaussian log densities recomputed from the conditionals."""
+  m, params = _ladder()
+  n = 20_000
+  x = jnp.broadcast_to(_x(1), (n, *SHAPE))  # one image, many independent draws
+  keys = jax.random.split(jax.random.key(1), n)
+  context = model_lib.encode(params, x, model=m)
+  inf = model_lib.infer(params, context, keys, model=m)
+  top, bottom = inf.groups
+  assert bottom.kl is None and top.kl is not None  # only the top group's closed form is valid
+  diff = np.asarray(top.log_q - top.log_p, np.float64)
+  kl = np.asarray(top.kl, np.float64)
+  assert kl.std() > 0.01  # it depends on the z_1 draw
+  se = math.sqrt(diff.var(ddof=1) / n)
+  assert abs(diff.mean() - kl.mean()) < 5 * se, (diff.mean(), kl.mean(), se)
+  # log p(z_1 | z_2) recomputed from the generative net at the drawn z_2.
+  p1 = m.apply({"params": params}, top.z, method=lambda mod, z: mod.p_nets[0](z))
+  want = np.sum(-0.5 * (np.log(2 * np.pi) + p1.logvar + (bottom.z - p1.mean) ** 2 / np.exp(p1.logvar)), -1)
+  np.testing.assert_allclose(bottom.log_p, want, rtol=1e-4, atol=1e-4)
+  # log q(z_2 | z_1) recomputed from the inference net at the drawn z_1.
+  q2 = m.apply({"params": params}, bottom.z, method=lambda mod, z: mod.q_nets[1](z))
+  want = np.sum(-0.5 * (np.log(2 * np.pi) + q2.logvar + (top.z - q2.mean) ** 2 / np.exp(q2.logvar)), -1)
+  np.testing.assert_allclose(top.log_q, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+def test_ladder_generative_path_samples_the_prior(temperature):
+  """z_2 ~ N(0, T^2 I); (z_1 - mu(z_2)) / sigma(z_2) ~ N(0, T^2): moments within 5 SE."""
+  m, params = _ladder()
+  n = 20_000
+  out = model_lib.generate(params, jax.random.split(jax.random.key(2), n), model=m, temperature=temperature)
+  z2, z1 = (np.asarray(z, np.float64) for z in out.zs)
+  p1 = m.apply({"params": params}, jnp.asarray(z2, jnp.float32), method=lambda mod, z: mod.p_nets[0](z))
+  u = (z1 - np.asarray(p1.mean)) / np.exp(0.5 * np.asarray(p1.logvar))
+  for v in (z2, u):
+    assert np.all(np.abs(v.mean(0)) < 5 * temperature / math.sqrt(n))
+    assert np.all(np.abs(v.var(0) - temperature**2) < 5 * temperature**2 * math.sqrt(2 / n))
+  assert abs(np.corrcoef(z2[:, 0], u[:, 0])[0, 1]) < 5 / math.sqrt(n)  # fresh noise per group
+
+
+def test_importance_samples_draw_independent_noise_and_sample_0_is_the_default():
+  """infer(sample=s): s = 0 is the plain call; s = 0 and s = 1 draws are uncorrelated, per group."""
+  m, params = _ladder()
+  n = 4000
+  x, keys = _x(n), jax.random.split(jax.random.key(3), n)
+  context = model_lib.encode(params, x, model=m)
+  default = model_lib.infer(params, context, keys, model=m)
+  s0, s1 = (model_lib.infer(params, context, keys, model=m, sample=s) for s in (0, 1))
+  for g in range(2):
+    np.testing.assert_array_equal(default.groups[g].z, s0.groups[g].z)
+  # The bottom group's noise: standardise by q(z_1|x), the same for both samples.
+  e0 = (np.asarray(s0.groups[1].z) - np.asarray(context.mean)) / np.exp(0.5 * np.asarray(context.logvar))
+  e1 = (np.asarray(s1.groups[1].z) - np.asarray(context.mean)) / np.exp(0.5 * np.asarray(context.logvar))
+  assert abs(np.corrcoef(e0[:, 0], e1[:, 0])[0, 1]) < 5 / math.sqrt(n)
+  assert abs(e0.var() - 1.0) < 0.1
+
+
+def test_zero_temperature_inference_is_the_mean_path():
+  """infer(temperature=0) puts z_1 at q(z_1|x)'s mean and z_2 at q(z_2|z_1)'s mean given it."""
+  m, params = _ladder()
+  x = _x(3)
+  context = model_lib.encode(params, x, model=m)
+  inf = model_lib.infer(params, context, jax.random.split(jax.random.key(0), 3), model=m, temperature=0.0)
+  top, bottom = inf.groups
+  np.testing.assert_allclose(bottom.z, context.mean, rtol=1e-6)
+  q2 = m.apply({"params": params}, bottom.z, method=lambda mod, z: mod.q_nets[1](z))
+  np.testing.assert_allclose(top.z, q2.mean, rtol=1e-6)
+
+
+def _conditional(seed=0):
+  c = base_config()
+  c.model.num_classes, c.model.latent_dim, c.model.hidden = 3, 2, (8,)
+  c.data.image_size = 4
+  m = model_lib.make_model(c, SHAPE)
+  params = model_lib.init(m, jax.random.key(seed), SHAPE)
+  rng = np.random.default_rng(seed)
+  params = dict(params, prior_by_class=jnp.asarray(rng.normal(size=(3, 4)), jnp.float32))
+  return m, params
+
+
+def test_conditional_vae_kl_to_the_class_prior_matches_monte_carlo():
+  """q.kl(p(z|y)) in closed form equals E[log q - log p(z|y)] over draws (5 SE), per class."""
+  m, params = _conditional()
+  n = 20_000
+  for label in range(3):
+    y = jnp.full((n,), label)
+    context = model_lib.encode(params, jnp.broadcast_to(_x(1), (n, *SHAPE)), model=m, y=y)
+    inf = model_lib.infer(params, context, jax.random.split(jax.random.key(label), n), model=m, y=y)
+    (g,) = inf.groups
+    diff = np.asarray(g.log_q - g.log_p, np.float64)
+    assert abs(diff.mean() - float(g.kl[0])) < 5 * diff.std(ddof=1) / math.sqrt(n)
+    # the prior really is the class's row: log p recomputed
+    mean, logvar = np.split(np.asarray(params["prior_by_class"][label]), 2)
+    want = np.sum(-0.5 * (np.log(2 * np.pi) + logvar + (np.asarray(g.z) - mean) ** 2 / np.exp(logvar)), -1)
+    np.testing.assert_allclose(g.log_p, want, rtol=1e-4, atol=1e-4)
+
+
+def test_changing_the_label_changes_the_samples_but_not_the_noise():
+  """Prior samples for labels 0 and 1 from the same keys differ, and the draws are the class means
+  plus the same standardised noise."""
+  m, params = _conditional()
+  keys = jax.random.split(jax.random.key(5), 16)
+  a = model_lib.generate(params, keys, model=m, y=jnp.zeros(16, jnp.int32))
+  b = model_lib.generate(params, keys, model=m, y=jnp.ones(16, jnp.int32))
+  assert float(jnp.max(jnp.abs(a.p_x.mean - b.p_x.mean))) > 1e-3
+  table = np.asarray(params["prior_by_class"])
+  ea = (np.asarray(a.zs[0]) - table[0, :2]) / np.exp(0.5 * table[0, 2:])
+  eb = (np.asarray(b.zs[0]) - table[1, :2]) / np.exp(0.5 * table[1, 2:])
+  np.testing.assert_allclose(ea, eb, rtol=1e-4, atol=1e-5)
+
+
+def test_unknown_model_name_lists_the_registered_ones():
+  c = base_config()
+  c.model.name = "vdvea"
+  with pytest.raises(UserError, match="valid names: ladder, vae"):
+    model_lib.make_model(c, SHAPE)
+
+
+@pytest.mark.parametrize("overrides, match", [({"hidden": (16,)}, "one hidden width per stochastic layer"),
+                                              ({"latent_dims": (4, 0)}, "latent_dims"),
+                                              ({"activation": "sigmoidish"}, "activation")])
+def test_ladder_config_errors_are_one_line(overrides, match):
+  with pytest.raises(UserError, match=match):
+    _ladder(**overrides)

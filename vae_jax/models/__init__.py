@@ -1,0 +1,14 @@
+"""Latent-variable models, one file each, chosen by `config.model.name`.
+
+See `base.py` for the contract. To add one: a file with a `LatentModel`
+subclass, and its line below.
+"""
+
+from vae_jax.models.base import (MODELS, Generated, Inference, LatentGroup, LatentModel)
+from vae_jax.models.ladder import Ladder
+from vae_jax.models.vae import VAE
+
+MODELS.register("vae")(VAE)
+MODELS.register("ladder")(Ladder)
+
+__all__ = ["MODELS", "Generated", "Inference", "LatentGroup", "LatentModel", "VAE", "Ladder"]
