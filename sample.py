@@ -1,7 +1,7 @@
 """Writes images from a trained run, restoring only its parameters:
 
   python sample.py --workdir DIR --num_samples 64 --output samples.png [--seed S] [--temperature T]
-      [--reconstructions recon.png] [--interpolations interp.png]
+      [--reconstructions recon.png] [--interpolations interp.png] [--label N]
 """
 
 import sys
@@ -25,6 +25,8 @@ _NUM_RECON = flags.DEFINE_integer("num_reconstructions", 32, "test images to rec
 _INTERP = flags.DEFINE_string("interpolations", None, "also write latent interpolations")
 _INTERP_ROWS = flags.DEFINE_integer("interpolation_rows", 8, "pairs of test images", lower_bound=1)
 _INTERP_STEPS = flags.DEFINE_integer("interpolation_steps", 10, "images per row", lower_bound=2)
+_LABEL = flags.DEFINE_integer("label", None, "conditional models: draw every sample of this class; "
+                              "without it, column j of the grid is class j", lower_bound=0)
 
 
 def main() -> None:
@@ -34,7 +36,8 @@ def main() -> None:
     raise UserError("--workdir is required: the run directory train.py wrote")
   run = inference.load_trained(_WORKDIR.value)
   written = [inference.write_prior_samples(run, Path(_OUTPUT.value), num=_NUM.value, seed=_SEED.value,
-                                           temperature=_TEMPERATURE.value, mode=_MODE.value)]
+                                           temperature=_TEMPERATURE.value, mode=_MODE.value,
+                                           label=_LABEL.value)]
   if _RECON.value:
     written.append(inference.write_reconstructions(run, Path(_RECON.value), num=_NUM_RECON.value))
   if _INTERP.value:

@@ -33,9 +33,10 @@ def test_config_is_complete_and_builds(name):
   shape = (c.data.image_size, c.data.image_size, c.data.channels)
   model = model_lib.make_model(c, shape)
   params = jax.eval_shape(lambda: model_lib.init(model, jax.random.key(0), shape))
-  z = jax.numpy.zeros((2, c.model.latent_dim))
-  mean = jax.eval_shape(lambda p: model_lib.decode(p, z, model=model).mean, params)
-  assert mean.shape == (2, *shape)
+  keys = jax.random.split(jax.random.key(0), 2)
+  y = model_lib.example_labels(model, 2)
+  mean = jax.eval_shape(lambda p: model_lib.generate(p, keys, model=model, y=y).p_x.mean, params)
+  assert mean.shape == (2, *shape)  # prior samples are images of the data's shape
 
 
 def test_mnist_mlp_is_the_flax_example_model():

@@ -1,9 +1,11 @@
 """Orbax checkpoints: one Composite item per part of the training state.
 
 Items: `params`, `opt_state` (pytrees), `rng` (the run's key data), `step`
-and `data` (the data iterator's state, JSON). Keeping them apart lets
-`sample.py` restore `params` alone, on any device, whatever device count
-trained them. Parameters are saved unreplicated (host-side values).
+and `data` (the data iterator's state, JSON), and where the run keeps them
+`ema_params` and `skip` (the update-skipping state). Keeping them apart lets
+`sample.py` restore `params` (or `ema_params`) alone, on any device, whatever
+device count trained them. Parameters are saved unreplicated (host-side
+values).
 
 When the newest checkpoint cannot be read, we warn in one line and fall back
 to the previous readable one; a trainer moves the unreadable one aside
@@ -24,7 +26,7 @@ import orbax.checkpoint as ocp
 
 from vae_jax.errors import UserError, one_line
 
-ITEMS = ("params", "opt_state", "rng", "step", "data")
+ITEMS = ("params", "opt_state", "rng", "step", "data", "ema_params", "skip")
 
 
 def _warn(message: str) -> None:
@@ -56,16 +58,19 @@ class Checkpoints:
     return sorted(self._manager.all_steps())
 
   def save(self, step: int, *, params: Any, opt_state: Any, rng: jax.Array,
-           data_state: dict) -> None:
-    """Saves asynchronously; `wait()` blocks until it is on disk."""
-    args = ocp.args.Composite(
+           data_state: dict, ema_params: Any = None, skip: Any = None) -> None:
+    """Saves asynchronously; `wait()` blocks until it is on disk. None items are not written."""
+    items = dict(
         params=ocp.args.StandardSave(params),
         opt_state=ocp.args.StandardSave(opt_state),
         rng=ocp.args.StandardSave({"key_data": jax.random.key_data(rng)}),
         step=ocp.args.JsonSave({"step": int(step)}),
         data=ocp.args.JsonSave(data_state),
     )
-    self._manager.save(step, args=args, force=True)
+    for name, tree in (("ema_params", ema_params), ("skip", skip)):
+      if tree is not None:
+        items[name] = ocp.args.StandardSave(tree)
+    self._manager.save(step, args=ocp.args.Composite(**items), force=True)
 
   def wait(self) -> None:
     self._manager.wait_until_finished()
@@ -79,7 +84,7 @@ class Checkpoints:
     steps = self.steps()
     for i, step in enumerate(reversed(steps)):
       try:
-        return step, self._manager.restore(step, args=make_args())
+        return step, self._manager.restore(step, args=make_args(step))
       except Exception as e:  # Orbax raises many types for a damaged checkpoint
         older = steps[-2 - i] if i + 1 < len(steps) else None
         fallback = f"falling back to step {older}" if older is not None else "no older checkpoint"
@@ -93,16 +98,23 @@ class Checkpoints:
                       "restore a backup or use a new --workdir")
     return None
 
-  def restore_train(self, *, abstract_params: Any, abstract_opt_state: Any):
-    """(step, params, opt_state, rng_key_data, data_state) of the newest readable step, or None."""
-    def make_args():
-      return ocp.args.Composite(
+  def restore_train(self, *, abstract_params: Any, abstract_opt_state: Any,
+                    abstract_ema: Any = None, abstract_skip: Any = None):
+    """(step, params, opt_state, rng_key_data, data_state, ema_params, skip) of the newest
+    readable step, or None. `ema_params` / `skip` are restored when their abstract trees are given."""
+    def make_args(step):
+      del step
+      items = dict(
           params=ocp.args.StandardRestore(abstract_params),
           opt_state=ocp.args.StandardRestore(abstract_opt_state),
           rng=ocp.args.StandardRestore(),
           step=ocp.args.JsonRestore(),
           data=ocp.args.JsonRestore(),
       )
+      for name, tree in (("ema_params", abstract_ema), ("skip", abstract_skip)):
+        if tree is not None:
+          items[name] = ocp.args.StandardRestore(tree)
+      return ocp.args.Composite(**items)
     found = self._restore_newest(make_args, move_aside=True)
     if found is None:
       return None
@@ -110,15 +122,26 @@ class Checkpoints:
     step, r = found
     if r.step["step"] != step:
       raise UserError(f"checkpoint {step} in {self.directory} says it is step {r.step['step']}")
-    return step, r.params, r.opt_state, np.asarray(r.rng["key_data"]), r.data
+    ema = r.ema_params if abstract_ema is not None else None
+    skip = r.skip if abstract_skip is not None else None
+    return step, r.params, r.opt_state, np.asarray(r.rng["key_data"]), r.data, ema, skip
 
-  def restore_params(self, *, abstract_params: Any):
-    """(step, params) of the newest readable checkpoint; nothing else is read."""
-    found = self._restore_newest(
-        lambda: ocp.args.Composite(params=ocp.args.StandardRestore(abstract_params)),
-        move_aside=False)
+  def _has_item(self, step: int, name: str) -> bool:
+    return (self.directory / str(step) / name).is_dir()
+
+  def restore_params(self, *, abstract_params: Any, prefer_ema: bool = True):
+    """(step, params, "ema" | "raw") of the newest readable checkpoint; nothing else is read.
+
+    With `prefer_ema`, a checkpoint's `ema_params` item is restored instead of `params` when it has one.
+    """
+    def make_args(step):
+      name = "ema_params" if prefer_ema and self._has_item(step, "ema_params") else "params"
+      return ocp.args.Composite(**{name: ocp.args.StandardRestore(abstract_params)})
+    found = self._restore_newest(make_args, move_aside=False)
     if found is None:
       raise UserError(f"no checkpoint in {self.directory}; train first with "
                       f"`python train.py --workdir {self.directory.parent}`")
     step, r = found
-    return step, r.params
+    if "ema_params" in r.keys():
+      return step, r.ema_params, "ema"
+    return step, r.params, "raw"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from vae_jax import stability
 from vae_jax.errors import UserError
 
 
@@ -44,6 +45,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.grad_clip_norm = 0.0      # 0: no clipping
   c.log_grad_norm = False     # log the global gradient norm (cost 3-11% of an MNIST MLP CPU step)
 
+  # Stability (vae_jax/stability.py).
+  c.ema_decay = 0.0           # > 0: keep an EMA of the params; evaluation and sampling use it
+  c.skip_updates = False      # skip updates whose gradient norm is non-finite or a spike
+  c.skip_window = 200         # the running quantile is over the last this many finite norms
+  c.skip_quantile = 0.9
+  c.skip_factor = 5.0         # skip when norm > factor x quantile (once the window is full)
+  c.max_consecutive_skips = 100  # then stop with one line
+
   # Book-keeping (vae_jax/trainer.py).
   c.log_every = 100
   c.eval_every = 1000         # evaluation on the whole test split; always at the end too
@@ -64,12 +73,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.num_test_examples = 0   # 0: all
   c.data.shapes_num_train = 20000
   c.data.shapes_num_test = 2000
+  c.data.labels = False       # yield class labels (IDX label files, TFDS labels, folder subdirectories)
   c.data.binarize = True      # Bernoulli likelihood: dynamic binarisation
   c.data.dequantize = True    # Gaussian likelihood: uniform dequantisation
 
   c.model = ml_collections.ConfigDict()
   c.model.name = "vae"        # vae (one latent group) or ladder (or "package.module:Class")
-  c.model.num_classes = 0     # > 0: conditional on the label (data.labels must be on)
+  c.model.num_classes = 0     # > 0: conditional on the class label (needs data.labels=True)
   c.model.encoder = "mlp"     # vae: mlp or conv (or "package.module:Class")
   c.model.decoder = "mlp"
   c.model.latent_dim = 10
@@ -101,6 +111,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
   _require(c.learning_rate > 0, f"learning_rate must be > 0, got {c.learning_rate}")
   _require(c.beta >= 0, f"beta must be >= 0, got {c.beta}")
   _require(c.kl_free_bits >= 0, f"kl_free_bits must be >= 0, got {c.kl_free_bits}")
+  for problem in stability.validate(c):
+    raise UserError(problem)
   for key in ("iwae_k", "is_nll_k", "is_nll_chunk"):
     _require(c[key] >= 1, f"{key} must be >= 1, got {c[key]}; set --config.{key}=N")
   # `data.*` values are checked by vae_jax.data.loading.validate, where they are used.

@@ -18,7 +18,7 @@ import numpy as np
 from vae_jax import checkpointing
 from vae_jax import config as config_lib
 from vae_jax import data
-from vae_jax.data.source import gather
+from vae_jax.data.source import gather_examples
 from vae_jax import images
 from vae_jax import model as model_lib
 from vae_jax import sampling
@@ -73,37 +73,54 @@ def load_trained(workdir: str | Path) -> Trained:
       jax.eval_shape(lambda: model_lib.init(model, jax.random.key(0), shape)))
   ckpts = checkpointing.Checkpoints(workdir, read_only=True)
   try:
-    step, params = ckpts.restore_params(abstract_params=abstract)
+    step, params, kind = ckpts.restore_params(abstract_params=abstract)
   finally:
     ckpts.close()
-  return Trained(config=config, model=model, params=params, step=step)
+  return Trained(config=config, model=model, params=params, step=step, params_kind=kind)
+
+
+def sample_labels(run: Trained, num: int, label: int | None) -> tuple[np.ndarray | None, int | None]:
+  """(labels, grid columns) for prior samples: class `label` for all, or, for a conditional model
+  with no label, the classes in turn (column j of the grid is class j)."""
+  k = getattr(run.model, "num_classes", 0)
+  if label is not None and k <= 0:
+    raise UserError(f"--label needs a conditional model; {run.config.model.name} in this run has no "
+                    "classes (train with --config.model.num_classes=N --config.data.labels=True)")
+  if label is not None and not 0 <= label < k:
+    raise UserError(f"--label {label} is not a class of this run; valid: 0..{k - 1}")
+  if k <= 0:
+    return None, None
+  if label is not None:
+    return np.full((num,), label, np.int32), None
+  return (np.arange(num) % k).astype(np.int32), k
 
 
 def write_prior_samples(run: Trained, path: Path, *, num: int, seed: int, temperature: float,
-                        mode: str = "mean") -> Path:
+                        mode: str = "mean", label: int | None = None) -> Path:
+  y, ncol = sample_labels(run, num, label)
   x = sampling.prior_samples(run.params, jax.random.key(seed), temperature, model=run.model,
-                             num=num, mode=mode)
-  return images.save_grid(np.asarray(x), path)
+                             num=num, mode=mode, y=y)
+  return images.save_grid(np.asarray(x), path, ncol=ncol)
 
 
-def _test_images(run: Trained, num: int) -> np.ndarray:
+def _test_images(run: Trained, num: int) -> tuple[np.ndarray, np.ndarray | None]:
   test = data.load_datasets(run.config.data).test
   if len(test) < num:
     raise UserError(f"the test split has {len(test)} images; ask for at most {len(test)}")
-  return gather(test, np.arange(num))
+  return gather_examples(test, np.arange(num))
 
 
 def write_reconstructions(run: Trained, path: Path, *, num: int) -> Path:
   """Test images (odd columns) beside their reconstructions (even columns)."""
-  x = _test_images(run, num)
-  recon = np.asarray(sampling.reconstructions(run.params, x, model=run.model))
+  x, y = _test_images(run, num)
+  recon = np.asarray(sampling.reconstructions(run.params, x, model=run.model, y=y))
   return images.save_grid(images.interleave(x / 255.0, recon), path,
                           ncol=2 * max(1, int(np.sqrt(num))))
 
 
 def write_interpolations(run: Trained, path: Path, *, num_rows: int, num_steps: int) -> Path:
   """Each row decodes a straight line in latent space between two test images."""
-  x = _test_images(run, 2 * num_rows)
+  x, y = _test_images(run, 2 * num_rows)
   out = sampling.interpolations(run.params, x[:num_rows], x[num_rows:], model=run.model,
-                                num_steps=num_steps)
+                                num_steps=num_steps, y_a=None if y is None else y[:num_rows])
   return images.save_grid(np.asarray(out), path, ncol=num_steps)

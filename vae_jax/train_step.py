@@ -19,6 +19,7 @@ import ml_collections
 import optax
 
 from vae_jax import losses
+from vae_jax import stability
 from vae_jax.models import LatentModel
 from vae_jax.errors import UserError
 
@@ -27,9 +28,11 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 
 @flax.struct.dataclass
 class TrainState:
-  step: jax.Array  # int32 scalar: the number of updates applied so far
+  step: jax.Array  # int32 scalar: the number of optimizer steps taken so far (skipped ones too)
   params: Any
   opt_state: Any
+  ema_params: Any = None  # with config.ema_decay > 0: the EMA of params
+  skip: stability.SkipState | None = None  # with config.skip_updates
 
 
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
@@ -54,8 +57,16 @@ def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransform
   return opt
 
 
-def init_state(params, optimizer: optax.GradientTransformation) -> TrainState:
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params))
+def init_state(params, optimizer: optax.GradientTransformation,
+               config: ml_collections.ConfigDict | None = None) -> TrainState:
+  """Step 0; with `config`, also the EMA (a copy of params) and the skip state it asks for."""
+  ema = skip = None
+  if config is not None and config.ema_decay > 0:
+    ema = jax.tree.map(jnp.copy, params)
+  if config is not None and config.skip_updates:
+    skip = stability.init_skip_state(config.skip_window)
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params),
+                    ema_params=ema, skip=skip)
 
 
 def example_keys(rng: jax.Array, position_B: jax.Array) -> jax.Array:
@@ -89,11 +100,21 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array, *,
   if axis_name is not None and jax.lax.axis_size(axis_name) > 1:
     # Over one device the mean is the identity, but XLA:CPU still copies every gradient.
     grads, metrics = jax.lax.pmean((grads, metrics), axis_name)
-  if config.log_grad_norm:
-    metrics["grad_norm"] = optax.global_norm(grads)
+  if config.log_grad_norm or config.skip_updates:
+    metrics["grad_norm"] = optax.tree.norm(grads)
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+  skip_state = state.skip
+  if config.skip_updates:
+    skip, metrics["skip_threshold"], skip_state = stability.decide_skip(
+        metrics["grad_norm"], state.skip, quantile=config.skip_quantile, factor=config.skip_factor)
+    params, opt_state = stability.keep_if(skip, (state.params, state.opt_state), (params, opt_state))
+    metrics["skipped"] = skip.astype(jnp.float32)
+  ema = state.ema_params
+  if ema is not None:
+    ema = stability.ema_update(ema, params, config.ema_decay)
+  return TrainState(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema,
+                    skip=skip_state), metrics
 
 
 def train_steps(state: TrainState, batches: dict, rng: jax.Array, *,

@@ -33,7 +33,7 @@ from vae_jax import checkpointing
 from vae_jax import config as config_lib
 from vae_jax import data
 from vae_jax import evaluators as evaluators_lib
-from vae_jax.data.source import gather
+from vae_jax.data.source import gather_examples
 from vae_jax import images
 from vae_jax import losses
 from vae_jax import metrics_log
@@ -44,7 +44,7 @@ from vae_jax import train_step as step_lib
 from vae_jax.errors import UserError
 
 # Config keys that fix the shapes of the parameters: a resumed run must match them.
-_SHAPE_KEYS = ("model", "data.image_size", "data.channels")
+_SHAPE_KEYS = ("model", "data.image_size", "data.channels", "ema_decay>0", "skip_updates")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +61,8 @@ class Keys:
 
 
 def _lookup(config: ml_collections.ConfigDict, dotted: str) -> Any:
+  if dotted.endswith(">0"):  # whether a value is on, e.g. the EMA: that changes the checkpoint's items
+    return _lookup(config, dotted[:-2]) > 0
   value = config
   for part in dotted.split("."):
     value = value[part]
@@ -92,15 +94,21 @@ def check_resumable(config: ml_collections.ConfigDict, workdir: Path) -> None:
           "use the same config to resume, or a new --workdir")
 
 
+def grid_labels(model, num: int) -> jax.Array | None:
+  """Labels for a grid of prior samples: the classes in turn (a row per class on a square grid)."""
+  k = getattr(model, "num_classes", 0)
+  return None if k <= 0 else jnp.asarray(np.arange(num) % k, jnp.int32)
+
+
 def write_grids(params, test_source, workdir: Path, step: int, *, model,
                 keys: Keys, num: int) -> None:
   """DIR/samples/step_N_{prior,recon}.png: prior samples, and test images beside reconstructions."""
   out = workdir / "samples"
-  x = sampling.prior_samples(params, keys.sample, 1.0, model=model, num=num)
+  x = sampling.prior_samples(params, keys.sample, 1.0, model=model, num=num, y=grid_labels(model, num))
   images.save_grid(np.asarray(x), out / f"step_{step:07d}_prior.png")
   n = min(num // 2, len(test_source))
-  originals = gather(test_source, np.arange(n))
-  recon = np.asarray(sampling.reconstructions(params, originals, model=model))
+  originals, labels = gather_examples(test_source, np.arange(n))
+  recon = np.asarray(sampling.reconstructions(params, originals, model=model, y=labels))
   images.save_grid(images.interleave(originals / 255.0, recon), out / f"step_{step:07d}_recon.png",
                    ncol=2 * max(1, int(math.sqrt(n))))
 
@@ -144,6 +152,18 @@ class _StopOnInterrupt:
       signal.signal(signal.SIGINT, self._previous)
 
 
+def check_classes(config: ml_collections.ConfigDict, datasets: data.Datasets) -> None:
+  """A conditional model needs labels, and as many classes as the data has."""
+  k = config.model.num_classes
+  if k > 0 and datasets.num_classes == 0:
+    raise UserError(f"model.num_classes={k} makes the model conditional, but the data has no labels; "
+                    "set --config.data.labels=True")
+  if k > 0 and k != datasets.num_classes:
+    raise UserError(f"model.num_classes={k} but {config.data.name} has {datasets.num_classes} classes "
+                    f"({', '.join(datasets.class_names)}); set --config.model.num_classes="
+                    f"{datasets.num_classes}")
+
+
 def check_divisible(config: ml_collections.ConfigDict, backend: parallel.Backend) -> None:
   parts = backend.num_devices * jax.process_count()
   for key in ("batch_size", "eval_batch_size"):
@@ -162,9 +182,29 @@ def _crossed(prev: int, step: int, every: int) -> bool:
 
 
 def _host_mean(metric_list: list, backend: parallel.Backend) -> dict[str, float]:
-  """Means over every step of a list of per-call metrics, each [steps_in_call]."""
+  """Means over every step of a list of per-call metrics, each [steps_in_call].
+
+  With update skipping, the means are over the applied steps only (a skipped step's loss may be
+  NaN; `skipped` stays the fraction of steps skipped).
+  """
   fetched = jax.device_get([backend.unreplicate(m) for m in metric_list])
-  return {k: float(np.mean(np.concatenate([np.ravel(m[k]) for m in fetched]))) for k in fetched[0]}
+  values = {k: np.concatenate([np.ravel(m[k]) for m in fetched]) for k in fetched[0]}
+  applied = values["skipped"] == 0 if "skipped" in values else np.ones_like(values["loss"], bool)
+  return {k: float(np.mean(v if k == "skipped" or not applied.any() else v[applied]))
+          for k, v in values.items()}
+
+
+def check_skips(summary: dict[str, float], skip_state, step: int,
+                config: ml_collections.ConfigDict) -> str | None:
+  """Adds the run's skip count to `summary`; the stop message after too many skips in a row."""
+  consecutive, total = int(skip_state.consecutive), int(skip_state.skipped)
+  summary["skipped_total"] = total
+  if consecutive < config.max_consecutive_skips:
+    return None
+  return (f"{consecutive} updates in a row were skipped (gradient norm non-finite or above "
+        f"{config.skip_factor} x its running {config.skip_quantile} quantile) up to step {step}; "
+        "the parameters are those before the first of them. Lower --config.learning_rate, set "
+        "--config.grad_clip_norm, or raise --config.skip_factor")
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *,
@@ -181,6 +221,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
   datasets = data.load_datasets(config.data)
   image_shape = tuple(datasets.image_shape)
   model = model_lib.make_model(config, image_shape)
+  check_classes(config, datasets)
   loss_fn = losses.get_loss_fn(config)
   optimizer = step_lib.make_optimizer(config)
   backend = parallel.make_backend(config.parallel, config.num_devices)
@@ -192,16 +233,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
       batch_size=config.eval_batch_size))
 
   params = model_lib.init(model, keys.init, image_shape)
-  state = step_lib.init_state(params, optimizer)
+  state = step_lib.init_state(params, optimizer, config)
   workdir.mkdir(parents=True, exist_ok=True)
   ckpts = checkpointing.Checkpoints(workdir, max_to_keep=config.keep_checkpoints)
   restored = ckpts.restore_train(
       abstract_params=checkpointing.restore_target(state.params),
-      abstract_opt_state=checkpointing.restore_target(state.opt_state))
+      abstract_opt_state=checkpointing.restore_target(state.opt_state),
+      abstract_ema=checkpointing.restore_target(state.ema_params) if state.ema_params is not None else None,
+      abstract_skip=checkpointing.restore_target(state.skip) if state.skip is not None else None)
   train_key, data_state = keys.train, None
   if restored is not None:
-    step, params, opt_state, key_data, data_state = restored
-    state = step_lib.TrainState(step=jnp.asarray(step, jnp.int32), params=params, opt_state=opt_state)
+    step, params, opt_state, key_data, data_state, ema, skip = restored
+    state = step_lib.TrainState(step=jnp.asarray(step, jnp.int32), params=params, opt_state=opt_state,
+                                ema_params=ema, skip=skip)
     train_key = jax.random.wrap_key_data(jnp.asarray(key_data))
     print(f"resuming from step {step} in {ckpts.directory}", file=sys.stderr, flush=True)
   primary = jax.process_index() == 0
@@ -222,8 +266,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
   rows = parallel.process_slice(config.batch_size)
   last_saved = start if restored is not None else None
 
+  def eval_params():  # the EMA when the run keeps one
+    return d_state.params if d_state.ema_params is None else d_state.ema_params
+
   def host_params():
-    return backend.unreplicate(d_state.params)
+    return backend.unreplicate(eval_params())
 
   def save(step: int) -> None:
     nonlocal last_saved
@@ -233,11 +280,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
                       f"{_last_checkpoint(last_saved)}; lower --config.learning_rate or set "
                       "--config.grad_clip_norm")
     ckpts.save(step, params=host.params, opt_state=host.opt_state, rng=train_key,
+               ema_params=host.ema_params, skip=host.skip,
                data_state=train_iter.get_state())
     last_saved = step
 
   def run_eval(step: int) -> dict[str, float]:
-    result = evaluators_lib.run_all(evaluators, d_state.params, datasets.test, step)
+    result = evaluators_lib.run_all(evaluators, eval_params(), datasets.test, step)
     log.write({"split": "test", "step": step, **result})
     return result
 
@@ -252,19 +300,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
     while step < end and not interrupt.requested:
       # Calls end on multiples of steps_per_call, so every call after the first has one shape.
       n = min(config.steps_per_call - step % config.steps_per_call, end - step)
-      images = np.stack([next(train_iter)["image"][rows] for _ in range(n)])
-      d_state, metrics = p_train(d_state, backend.shard_batch({"image": images}, batch_axis=1),
-                                 d_train_key)
+      batches = [next(train_iter) for _ in range(n)]
+      stacked = {k: np.stack([b[k][rows] for b in batches]) for k in batches[0]}
+      d_state, metrics = p_train(d_state, backend.shard_batch(stacked, batch_axis=1), d_train_key)
       prev, step = step, step + n
       pending.append(metrics)
       due = functools.partial(_crossed, prev, step)
       if due(config.log_every) or step == end:
         summary = _host_mean(pending, backend)
         pending.clear()
+        skip_stop = None
+        if d_state.skip is not None:
+          skip_stop = check_skips(summary, backend.unreplicate(d_state.skip), step, config)
         now = time.perf_counter()
         summary["images_per_s"] = (step - n_last) * config.batch_size / (now - t_last)
         t_last, n_last = now, step
         log.write({"split": "train", "step": step, **summary})
+        if skip_stop:
+          raise UserError(skip_stop)
         if not math.isfinite(summary["loss"]):
           raise UserError(
               f"training diverged: loss is {summary['loss']} at step {step}; "
@@ -272,9 +325,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
               "--config.grad_clip_norm")
         bar.set_postfix(loss=f"{summary['loss']:.2f}", img_s=f"{summary['images_per_s']:.0f}")
         if bar.disable:
-          print(f"step {step}/{total}: loss {summary['loss']:.3f} "
-                f"neg_elbo {summary['neg_elbo']:.3f} ({summary['images_per_s']:.0f} images/s)",
-                file=sys.stderr, flush=True)
+          extra = f" neg_elbo {summary['neg_elbo']:.3f}" if "neg_elbo" in summary else ""
+          print(f"step {step}/{total}: loss {summary['loss']:.3f}{extra} "
+                f"({summary['images_per_s']:.0f} images/s)", file=sys.stderr, flush=True)
       bar.update(n)
       busy = False
       if due(config.eval_every) and step < total:

@@ -3,7 +3,8 @@
 `load_datasets(config.data)` returns a `Datasets` with random-access train and
 test sources of uint8 [H, W, C] images; `train_iterator` and `eval_batches`
 turn a source into batches. See `loading.py` for the datasets and the
-meaning of each config field.
+meaning of each config field. With `data.labels` on, sources also carry
+integer class labels and batches a "label" field (see `source.py`).
 """
 
 from __future__ import annotations

@@ -8,6 +8,11 @@ The train/test split is decided per file by a hash of its path relative to
 the folder: a file is in the test split when its hash, read as a number in
 [0, 1), is below `test_fraction`. Adding or removing other files therefore
 never moves an existing file between splits.
+
+With labels (`load_labelled_folder`), the folder is DIR/<class>/<images>: a
+file's class is its top-level subfolder (images may sit deeper inside it),
+numbered in sorted name order over the whole folder, so both splits (and
+any example limits) share one numbering. The split is the same hash split.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from vae_jax.data import image_convert
+from vae_jax.data.source import ArraySource
 from vae_jax.errors import UserError, one_line
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
@@ -99,20 +105,38 @@ def decode_all(
   return images_NHWC
 
 
-def load_folder(
-    directory: str,
-    *,
-    size: int,
-    channels: int,
-    test_fraction: float,
-    num_train: int = 0,
-    num_test: int = 0,
-) -> tuple[np.ndarray, np.ndarray]:
-  """(train, test) uint8 arrays [N, size, size, channels] from an image folder.
+def class_labels(
+    root: Path, paths: list[str]
+) -> tuple[dict[str, int], tuple[str, ...]]:
+  """Each path's class index (its top-level folder) and the sorted classes.
 
-  `num_train`/`num_test` > 0 keep only that many files of each split (in
-  sorted path order), and only those are decoded.
+  UserError for a file directly in `root` or fewer than two classes.
   """
+  layout = (
+      f"arrange data.dir as {root}/<class>/<images> (one subfolder per"
+      " class), or set --config.data.labels=False"
+  )
+  for path in paths:
+    if "/" not in path:
+      raise UserError(
+          f"{root / path} is directly in data.dir, but data.labels=True takes"
+          f" each image's class from its subfolder; {layout}"
+      )
+  class_names = tuple(sorted({p.split("/", 1)[0] for p in paths}))
+  if len(class_names) < 2:
+    raise UserError(
+        f"data.dir={root} has {len(class_names)} class subfolder"
+        f" ({', '.join(class_names)}) but data.labels=True needs at least 2;"
+        f" {layout}"
+    )
+  index = {name: i for i, name in enumerate(class_names)}
+  return {p: index[p.split("/", 1)[0]] for p in paths}, class_names
+
+
+def _select_paths(
+    directory: str, test_fraction: float, num_train: int, num_test: int
+) -> tuple[Path, list[str], list[str], list[str]]:
+  """(root, all image paths, train paths, test paths) after the limits."""
   if not directory:
     raise UserError(
         "data.name=folder needs a folder; set --config.data.dir=/path/to/images"
@@ -132,6 +156,12 @@ def load_folder(
   train, test = split_paths(paths, test_fraction)
   train = train[:num_train] if num_train > 0 else train
   test = test[:num_test] if num_test > 0 else test
+  return root, paths, train, test
+
+
+def _decode_splits(
+    root: Path, train: list[str], test: list[str], size: int, channels: int
+) -> tuple[np.ndarray, np.ndarray]:
   if len(train) + len(test) >= _PROGRESS_THRESHOLD:
     print(
         f"decoding {len(train) + len(test)} images from {root} ...",
@@ -141,4 +171,50 @@ def load_folder(
   return (
       decode_all(root, train, size=size, channels=channels),
       decode_all(root, test, size=size, channels=channels),
+  )
+
+
+def load_folder(
+    directory: str,
+    *,
+    size: int,
+    channels: int,
+    test_fraction: float,
+    num_train: int = 0,
+    num_test: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+  """(train, test) uint8 arrays [N, size, size, channels] from an image folder.
+
+  `num_train`/`num_test` > 0 keep only that many files of each split (in
+  sorted path order), and only those are decoded.
+  """
+  root, _, train, test = _select_paths(
+      directory, test_fraction, num_train, num_test
+  )
+  return _decode_splits(root, train, test, size, channels)
+
+
+def load_labelled_folder(
+    directory: str,
+    *,
+    size: int,
+    channels: int,
+    test_fraction: float,
+    num_train: int = 0,
+    num_test: int = 0,
+) -> tuple[ArraySource, ArraySource, tuple[str, ...]]:
+  """(train, test, class_names) from a folder DIR/<class>/<images>.
+
+  Like `load_folder` (same split, same limits), but each source carries its
+  images' class indices into `class_names`; see the module doc.
+  """
+  root, paths, train, test = _select_paths(
+      directory, test_fraction, num_train, num_test
+  )
+  label_of, class_names = class_labels(root, paths)
+  train_images, test_images = _decode_splits(root, train, test, size, channels)
+  return (
+      ArraySource(train_images, [label_of[p] for p in train]),
+      ArraySource(test_images, [label_of[p] for p in test]),
+      class_names,
   )

@@ -111,11 +111,7 @@ def find_idx_file(directory: Path, stem: str) -> Path:
   )
 
 
-def load_idx_dir(directory: str | Path) -> tuple[np.ndarray, np.ndarray]:
-  """Train and test images, uint8 [N, 28, 28, 1], from an MNIST-style folder.
-
-  Labels are not needed by a VAE, so only the two image files are read.
-  """
+def _check_dir(directory: str | Path) -> Path:
   directory = Path(directory).expanduser()
   if not directory.is_dir():
     raise UserError(
@@ -123,6 +119,50 @@ def load_idx_dir(directory: str | Path) -> tuple[np.ndarray, np.ndarray]:
         " folder with the MNIST IDX files, or leave it empty to download with"
         " TFDS"
     )
+  return directory
+
+
+def load_idx_dir(directory: str | Path) -> tuple[np.ndarray, np.ndarray]:
+  """Train and test images, uint8 [N, 28, 28, 1], from an MNIST-style folder.
+
+  Only the two image files are read; `load_idx_labels` reads the labels.
+  """
+  directory = _check_dir(directory)
   train = read_images(find_idx_file(directory, "train-images-idx3-ubyte"))
   test = read_images(find_idx_file(directory, "t10k-images-idx3-ubyte"))
   return train, test
+
+
+def load_idx_labels(
+    directory: str | Path,
+    *,
+    num_train: int,
+    num_test: int,
+    num_classes: int = 10,
+) -> tuple[np.ndarray, np.ndarray]:
+  """Train and test labels, uint8 [N], from an MNIST-style folder.
+
+  `num_train`/`num_test` are the image counts of the two splits: a label
+  file with another count, or a label outside [0, num_classes), is a
+  `UserError` naming the file.
+  """
+  directory = _check_dir(directory)
+  splits = []
+  for stem, count in (
+      ("train-labels-idx1-ubyte", num_train),
+      ("t10k-labels-idx1-ubyte", num_test),
+  ):
+    path = find_idx_file(directory, stem)
+    labels = read_labels(path)
+    if len(labels) != count:
+      raise UserError(
+          f"{path} has {len(labels)} labels but its images file has {count}"
+          f" images; the files do not belong together, {_FIX}"
+      )
+    if len(labels) and labels.max() >= num_classes:
+      raise UserError(
+          f"{path} has label {labels.max()}, outside 0..{num_classes - 1};"
+          f" it is not an MNIST-format label file, {_FIX}"
+      )
+    splits.append(labels)
+  return splits[0], splits[1]

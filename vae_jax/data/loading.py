@@ -10,6 +10,17 @@ one-line error at start-up rather than a shape error inside a jitted step.
   cifar10, celeb_a       the TFDS data_dir to read from / download to;
                          '' = `data.tfds_data_dir` (itself '' = TFDS default)
   folder                 the folder of images (required)
+
+`data.labels` (optional key, default False): when True the sources also carry
+integer class labels (see `source.py`) and `Datasets` says how many classes
+there are and their names:
+  shapes                 the shape id: square, ellipse, triangle
+  mnist, fashion_mnist   the label files beside the IDX images, or TFDS's
+                         "label" field
+  cifar10                TFDS's "label" field
+  celeb_a                none: UserError
+  folder                 each image's top-level subfolder, DIR/<class>/...,
+                         classes numbered in sorted name order
 """
 
 from __future__ import annotations
@@ -32,14 +43,59 @@ DATASET_NAMES = (
 )
 
 
+# Class names by label, as the datasets publish them.
+CLASS_NAMES = {
+    "mnist": tuple(str(digit) for digit in range(10)),
+    "fashion_mnist": (
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ),
+    "cifar10": (
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    ),
+    "shapes": shapes.SHAPE_NAMES,
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class Datasets:
-  """The two splits of a dataset and the image shape they share."""
+  """The two splits of a dataset and the image shape they share.
+
+  With data.labels on, both sources carry labels in [0, num_classes) and
+  `class_names[label]` names each class; otherwise num_classes is 0 and
+  class_names is empty.
+  """
 
   name: str
   train: Source  # Random access: len(), [i] -> uint8 [H, W, C].
   test: Source
   image_shape: tuple[int, int, int]  # (H, W, C)
+  num_classes: int = 0
+  class_names: tuple[str, ...] = ()
+
+  def __post_init__(self):
+    if self.num_classes != len(self.class_names):
+      raise ValueError(
+          f"num_classes={self.num_classes} but {len(self.class_names)} class"
+          " names"
+      )
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -88,41 +144,67 @@ def _tfds_data_dir(config: ml_collections.ConfigDict) -> str:
   return config.dir or config.tfds_data_dir
 
 
-def _load_splits(config: ml_collections.ConfigDict) -> tuple[Source, Source]:
-  """Both splits, limited to num_*_examples where the loader can do it early."""
+def _load_splits(
+    config: ml_collections.ConfigDict, labels: bool
+) -> tuple[Source, Source, tuple[str, ...]]:
+  """Both splits and the class names (() without labels).
+
+  Splits are limited to num_*_examples where the loader can do it early.
+  """
   n_train, n_test = config.num_train_examples, config.num_test_examples
+  class_names = CLASS_NAMES.get(config.name, ()) if labels else ()
   if config.name == "shapes":
     n_train = min(n_train or config.shapes_num_train, config.shapes_num_train)
     n_test = min(n_test or config.shapes_num_test, config.shapes_num_test)
-    return shapes.load_shapes(
-        num_train=n_train, num_test=n_test, image_size=config.image_size
+    train, test = shapes.load_shapes(
+        num_train=n_train,
+        num_test=n_test,
+        image_size=config.image_size,
+        labels=labels,
     )
+    return train, test, class_names
   if config.name == "folder":
-    train, test = folder.load_folder(
-        config.dir,
+    kwargs = dict(
         size=config.image_size,
         channels=config.channels,
         test_fraction=config.test_fraction,
         num_train=n_train,
         num_test=n_test,
     )
-    return ArraySource(train), ArraySource(test)
+    if labels:
+      return folder.load_labelled_folder(config.dir, **kwargs)
+    train, test = folder.load_folder(config.dir, **kwargs)
+    return ArraySource(train), ArraySource(test), ()
   if config.name in ("mnist", "fashion_mnist") and config.dir:
     train, test = idx.load_idx_dir(config.dir)
-    return ArraySource(train), ArraySource(test)
+    if not labels:
+      return ArraySource(train), ArraySource(test), ()
+    train_labels, test_labels = idx.load_idx_labels(
+        config.dir,
+        num_train=len(train),
+        num_test=len(test),
+        num_classes=len(class_names),
+    )
+    return (
+        ArraySource(train, train_labels),
+        ArraySource(test, test_labels),
+        class_names,
+    )
   data_dir = (
       config.tfds_data_dir
       if config.name in ("mnist", "fashion_mnist")
       else _tfds_data_dir(config)
   )
-  return tfds_source.load_tfds(
+  train, test = tfds_source.load_tfds(
       config.name,
       data_dir=data_dir,
       image_size=config.image_size,
       channels=config.channels,
       num_train=n_train,
       num_test=n_test,
+      labels=labels,
   )
+  return train, test, class_names
 
 
 def _check_shape(
@@ -150,7 +232,8 @@ def _check_shape(
 def load_datasets(data_config: ml_collections.ConfigDict) -> Datasets:
   """Loads the dataset `data_config` names; see the module doc for `dir`."""
   validate(data_config)
-  train, test = _load_splits(data_config)
+  labels = bool(data_config.get("labels", False))
+  train, test, class_names = _load_splits(data_config, labels)
   train = head(train, data_config.num_train_examples)
   test = head(test, data_config.num_test_examples)
   if len(train) == 0:
@@ -162,4 +245,11 @@ def load_datasets(data_config: ml_collections.ConfigDict) -> Datasets:
   image_shape = (size, size, channels)
   for split, source in (("train", train), ("test", test)):
     _check_shape(data_config.name, split, source, image_shape)
-  return Datasets(data_config.name, train, test, image_shape)
+  return Datasets(
+      data_config.name,
+      train,
+      test,
+      image_shape,
+      num_classes=len(class_names),
+      class_names=class_names,
+  )

@@ -4,6 +4,11 @@ Both pipelines run over example *indices*, not records: a grain MapDataset
 yields each batch's indices as one array, and one `map` turns it into images
 with `source.gather`, a single numpy fancy-index for in-memory sources.
 
+Labels. When the source has labels (`source.has_labels`), every batch also
+has "label": int32 [B], gathered with the same indices as the images, so
+switching labels on changes neither the order nor the images. Padding rows
+of eval batches get label 0 (and mask False).
+
 Training order. grain's own `MapDataset.shuffle(seed).batch(...).repeat()`
 does give a fresh permutation every epoch (shuffle folds `seed + epoch` into
 its per-index permutation; batch before repeat keeps batches inside an
@@ -32,7 +37,7 @@ from typing import Iterator
 import grain
 import numpy as np
 
-from vae_jax.data.source import ArraySource, Source, gather
+from vae_jax.data.source import ArraySource, Source, gather_examples
 from vae_jax.errors import UserError
 
 # Background threads computing batches ahead of the consumer; buffers count
@@ -98,19 +103,28 @@ class EpochBatches(grain.MapDataset):
 def _indices_to_batch(
     source: Source, indices_N: np.ndarray
 ) -> dict[str, np.ndarray]:
-  return {"image": gather(source, indices_N)}
+  """Images (and labels, if the source has them) at `indices_N`."""
+  images, labels = gather_examples(source, indices_N)
+  batch = {"image": images}
+  if labels is not None:
+    batch["label"] = labels
+  return batch
 
 
 def _padded_batch(
     source: Source, batch_size: int, indices_N: np.ndarray
 ) -> dict[str, np.ndarray]:
-  """Images at `indices_N`, zero-padded to `batch_size`, with a valid mask."""
-  images = gather(source, indices_N)
-  pad_shape = (batch_size - len(indices_N),) + images.shape[1:]
-  return {
-      "image": np.concatenate([images, np.zeros(pad_shape, images.dtype)]),
-      "mask": np.arange(batch_size) < len(indices_N),
+  """`_indices_to_batch` zero-padded to `batch_size`, with a valid mask."""
+  batch = _indices_to_batch(source, indices_N)
+  num_pad = batch_size - len(indices_N)
+  padded = {
+      key: np.concatenate(
+          [value, np.zeros((num_pad,) + value.shape[1:], value.dtype)]
+      )
+      for key, value in batch.items()
   }
+  padded["mask"] = np.arange(batch_size) < len(indices_N)
+  return padded
 
 
 def _check_batch_size(batch_size: int) -> None:
@@ -125,6 +139,7 @@ def train_iterator(
 ) -> grain.DatasetIterator:
   """An endless iterator of {"image": uint8 [batch_size, H, W, C]} batches.
 
+  Batches also have "label": int32 [batch_size] when the source has labels.
   Each epoch visits a new permutation of the examples in whole batches (the
   remainder is dropped). Deterministic in (source, batch_size, seed).
   """
@@ -146,8 +161,9 @@ def eval_batches(
 ) -> Iterator[dict[str, np.ndarray]]:
   """Every example once, in order, in batches of exactly `batch_size`.
 
-  Yields {"image": uint8 [batch_size, H, W, C], "mask": bool [batch_size]};
-  the last batch is padded with zero images whose mask is False.
+  Yields {"image": uint8 [batch_size, H, W, C], "mask": bool [batch_size]},
+  plus "label": int32 [batch_size] when the source has labels; the last
+  batch is padded with zero images (label 0) whose mask is False.
   """
   _check_batch_size(batch_size)
   dataset = (

@@ -173,18 +173,28 @@ def render(factors: Factors, image_size: int) -> np.ndarray:
 
 
 class ShapesSource(ArraySource):
-  """A split of the shapes dataset, rendered once into memory."""
+  """A split of the shapes dataset, rendered once into memory.
 
-  def __init__(self, images_NHWC: np.ndarray, factor_table: Factors):
-    super().__init__(images_NHWC)
+  With `labels=True` the source carries labels (see `vae_jax.data.source`):
+  each example's shape id, an index into SHAPE_NAMES.
+  """
+
+  def __init__(
+      self,
+      images_NHWC: np.ndarray,
+      factor_table: Factors,
+      *,
+      labels: bool = False,
+  ):
+    super().__init__(images_NHWC, factor_table.shape if labels else None)
     self.factor_table = factor_table
 
   @classmethod
   def generate(
-      cls, split: str, num_examples: int, image_size: int
+      cls, split: str, num_examples: int, image_size: int, *, labels=False
   ) -> ShapesSource:
     factor_table = sample_factors(np.arange(num_examples), split)
-    return cls(render(factor_table, image_size), factor_table)
+    return cls(render(factor_table, image_size), factor_table, labels=labels)
 
   def factors(self, index: int) -> dict[str, float | int]:
     """Example `index`'s factors: shape (int), scale, rotation, x, y."""
@@ -192,15 +202,17 @@ class ShapesSource(ArraySource):
 
   def head(self, n: int) -> ShapesSource:
     return ShapesSource(
-        self.images_NHWC[:n], self.factor_table.take(slice(0, n))
+        self.images_NHWC[:n],
+        self.factor_table.take(slice(0, n)),
+        labels=self.labels is not None,
     )
 
 
 def load_shapes(
-    *, num_train: int, num_test: int, image_size: int
+    *, num_train: int, num_test: int, image_size: int, labels: bool = False
 ) -> tuple[ShapesSource, ShapesSource]:
-  """The (train, test) splits."""
+  """The (train, test) splits; `labels=True` labels them with the shape id."""
   return (
-      ShapesSource.generate("train", num_train, image_size),
-      ShapesSource.generate("test", num_test, image_size),
+      ShapesSource.generate("train", num_train, image_size, labels=labels),
+      ShapesSource.generate("test", num_test, image_size, labels=labels),
   )

@@ -4,11 +4,29 @@ A source is anything with ``len(source)`` and ``source[i]`` returning one
 uint8 image shaped [H, W, C]. Grain wraps it directly. Sources that hold their
 images in one numpy array (`ArraySource`) also let the pipeline fetch a whole
 batch with a single fancy-index, which is what makes in-memory training fast.
+
+Class labels (optional). A source *has labels* when it has a ``labels``
+attribute that is not None: a sequence of ints with ``len(labels) ==
+len(source)``, ``labels[i]`` being example i's class in [0, num_classes).
+`ArraySource` keeps them as one int32 array [N]; lazy sources (TFDS) give a
+sequence that reads each record's label on demand. ``source[i]`` is always
+just the image, so code that only wants images never sees labels.
+
+A lazy source whose label costs a whole record read may also define
+``example(i) -> (image, label)``, reading the record once; `gather_examples`
+uses it when present.
+
+Functions:
+  has_labels(source)                  whether `source` carries labels
+  gather(source, indices)             images uint8 [N, H, W, C]
+  gather_labels(source, indices)      labels int32 [N]
+  gather_examples(source, indices)    (images, labels or None), one read each
+  head(source, n)                     the first n examples, labels aligned
 """
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -24,16 +42,39 @@ class Source(Protocol):
     ...
 
 
-class ArraySource:
-  """A source backed by one in-memory uint8 array shaped [N, H, W, C]."""
+def _check_labels(labels: Any, num_examples: int) -> np.ndarray:
+  """`labels` as an int32 array [num_examples]; ValueError if it cannot be."""
+  labels_N = np.asarray(labels)
+  if (
+      labels_N.ndim != 1
+      or len(labels_N) != num_examples
+      or not np.issubdtype(labels_N.dtype, np.integer)
+  ):
+    raise ValueError(
+        f"labels must be integers [{num_examples}], got {labels_N.dtype}"
+        f" {labels_N.shape}"
+    )
+  if len(labels_N) and labels_N.min() < 0:
+    raise ValueError(f"labels must be non-negative, got {labels_N.min()}")
+  return labels_N.astype(np.int32, copy=False)
 
-  def __init__(self, images_NHWC: np.ndarray):
+
+class ArraySource:
+  """A source backed by one in-memory uint8 array shaped [N, H, W, C].
+
+  `labels`, if given, is example i's integer class for each i (int32 [N]).
+  """
+
+  def __init__(self, images_NHWC: np.ndarray, labels: Any = None):
     if images_NHWC.ndim != 4 or images_NHWC.dtype != np.uint8:
       raise ValueError(
           "ArraySource wants uint8 [N, H, W, C], got"
           f" {images_NHWC.dtype} {images_NHWC.shape}"
       )
     self.images_NHWC = images_NHWC
+    self.labels: np.ndarray | None = (
+        None if labels is None else _check_labels(labels, len(images_NHWC))
+    )
 
   def __len__(self) -> int:
     return self.images_NHWC.shape[0]
@@ -42,11 +83,30 @@ class ArraySource:
     return self.images_NHWC[index]
 
   def __repr__(self) -> str:
-    return f"ArraySource({self.images_NHWC.shape})"
+    labelled = ", labelled" if self.labels is not None else ""
+    return f"ArraySource({self.images_NHWC.shape}{labelled})"
 
   def head(self, n: int) -> ArraySource:
-    """The first `n` examples (a view, no copy)."""
-    return ArraySource(self.images_NHWC[:n])
+    """The first `n` examples and their labels (views, no copy)."""
+    return ArraySource(
+        self.images_NHWC[:n], None if self.labels is None else self.labels[:n]
+    )
+
+
+class _PrefixLabels:
+  """The first `n` labels of a label sequence (for `HeadSource`)."""
+
+  def __init__(self, labels: Any, n: int):
+    self.parent = labels
+    self.n = n
+
+  def __len__(self) -> int:
+    return self.n
+
+  def __getitem__(self, index: int) -> int:
+    if not -self.n <= index < self.n:
+      raise IndexError(f"index {index} out of range for {self.n} labels")
+    return self.parent[index % self.n]
 
 
 class HeadSource:
@@ -55,14 +115,29 @@ class HeadSource:
   def __init__(self, parent: Source, n: int):
     self.parent = parent
     self.n = min(n, len(parent))
+    self.labels = (
+        _PrefixLabels(parent.labels, self.n) if has_labels(parent) else None
+    )
 
   def __len__(self) -> int:
     return self.n
 
-  def __getitem__(self, index: int) -> np.ndarray:
+  def _parent_index(self, index: int) -> int:
     if not -self.n <= index < self.n:
       raise IndexError(f"index {index} out of range for {self.n} examples")
-    return self.parent[index % self.n]
+    return index % self.n
+
+  def __getitem__(self, index: int) -> np.ndarray:
+    return self.parent[self._parent_index(index)]
+
+  def example(self, index: int) -> tuple[np.ndarray, int]:
+    """(image, label) of example `index`, one read of the parent's record."""
+    return _read_example(self.parent, self._parent_index(index))
+
+
+def has_labels(source: Source) -> bool:
+  """Whether `source` carries class labels (see the module doc)."""
+  return getattr(source, "labels", None) is not None
 
 
 def head(source: Source, n: int) -> Source:
@@ -83,3 +158,52 @@ def gather(source: Source, indices_N: Sequence[int] | np.ndarray) -> np.ndarray:
   if isinstance(source, ArraySource):
     return source.images_NHWC[indices_N]
   return np.stack([np.asarray(source[int(i)]) for i in indices_N])
+
+
+def _no_labels(source: Source) -> ValueError:
+  return ValueError(f"{source!r} has no labels")
+
+
+def gather_labels(
+    source: Source, indices_N: Sequence[int] | np.ndarray
+) -> np.ndarray:
+  """Labels at `indices_N` as one int32 array [N]; ValueError if none.
+
+  One vectorised copy for in-memory sources, one label at a time otherwise.
+  """
+  if not has_labels(source):
+    raise _no_labels(source)
+  indices_N = np.asarray(indices_N, dtype=np.int64)
+  if isinstance(source, ArraySource):
+    return source.labels[indices_N]
+  labels = source.labels
+  return np.array([int(labels[int(i)]) for i in indices_N], np.int32)
+
+
+def _read_example(source: Source, index: int) -> tuple[np.ndarray, int]:
+  """(image, label) of one example of a labelled source."""
+  example = getattr(source, "example", None)
+  if example is not None:
+    image, label = example(index)
+    return np.asarray(image), int(label)
+  return np.asarray(source[index]), int(source.labels[index])
+
+
+def gather_examples(
+    source: Source, indices_N: Sequence[int] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray | None]:
+  """(images uint8 [N, H, W, C], labels int32 [N] or None if unlabelled).
+
+  Like `gather` and `gather_labels` together, but each record of a lazy
+  source is read once (through its `example` method when it has one).
+  """
+  indices_N = np.asarray(indices_N, dtype=np.int64)
+  if isinstance(source, ArraySource) or not has_labels(source):
+    images = gather(source, indices_N)
+    labels = gather_labels(source, indices_N) if has_labels(source) else None
+    return images, labels
+  pairs = [_read_example(source, int(i)) for i in indices_N]
+  return (
+      np.stack([image for image, _ in pairs]),
+      np.array([label for _, label in pairs], np.int32),
+  )

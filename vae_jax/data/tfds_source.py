@@ -26,18 +26,40 @@ from vae_jax.errors import UserError, one_line
 
 TFDS_NAMES = ("mnist", "fashion_mnist", "cifar10", "celeb_a")
 _RESIZED = ("celeb_a",)  # Datasets whose images are cropped + resized.
+LABELLED_NAMES = ("mnist", "fashion_mnist", "cifar10")  # Have a "label".
+
+
+class RecordLabels:
+  """The "label" field of each record, read on demand: len() and [i] -> int."""
+
+  def __init__(self, records: Any):
+    self.records = records
+
+  def __len__(self) -> int:
+    return len(self.records)
+
+  def __getitem__(self, index: int) -> int:
+    return int(self.records[index]["label"])
 
 
 class TfdsSource:
-  """A TFDS split; `source[i]` is record i's image as uint8 [H, W, C]."""
+  """A TFDS split; `source[i]` is record i's image as uint8 [H, W, C].
+
+  With `labels=True`, `source.labels[i]` is record i's "label" field and
+  `source.example(i)` gives (image, label) from one record read; otherwise
+  `source.labels` is None (see `vae_jax.data.source`).
+  """
 
   def __init__(
       self,
       records: Any,
       transform: Callable[[np.ndarray], np.ndarray] = np.asarray,
+      *,
+      labels: bool = False,
   ):
     self.records = records  # A tfds data source: len() and [i] -> dict.
     self.transform = transform
+    self.labels = RecordLabels(records) if labels else None
 
   def __len__(self) -> int:
     return len(self.records)
@@ -45,8 +67,16 @@ class TfdsSource:
   def __getitem__(self, index: int) -> np.ndarray:
     return self.transform(self.records[index]["image"])
 
+  def example(self, index: int) -> tuple[np.ndarray, int]:
+    """(image, label) of record `index`; needs `labels=True`."""
+    if self.labels is None:
+      raise ValueError(f"{self!r} has no labels")
+    record = self.records[index]
+    return self.transform(record["image"]), int(record["label"])
+
   def __repr__(self) -> str:
-    return f"TfdsSource({self.records!r})"
+    labelled = ", labelled" if self.labels is not None else ""
+    return f"TfdsSource({self.records!r}{labelled})"
 
 
 def square_resize(
@@ -114,14 +144,23 @@ def load_tfds(
     channels: int,
     num_train: int = 0,
     num_test: int = 0,
+    labels: bool = False,
 ) -> tuple[TfdsSource, TfdsSource]:
   """(train, test) sources. `num_*` > 0 keeps the first that many records.
 
   CelebA is centre-cropped and resized to image_size (and converted to
   `channels`); the other datasets come as stored, for the caller to check.
+  `labels=True` makes the sources carry each record's "label" field (not
+  for CelebA, which has none: UserError).
   """
   if name not in TFDS_NAMES:
     raise ValueError(f"not a TFDS dataset here: {name}")
+  if labels and name not in LABELLED_NAMES:
+    raise UserError(
+        f"data.name={name} has no class labels; set --config.data.labels=False,"
+        " or use data.name=folder with one subfolder per class"
+        " (DIR/<class>/<images>)"
+    )
   transform = np.asarray
   if name in _RESIZED:
     transform = functools.partial(
@@ -132,5 +171,5 @@ def load_tfds(
     records = open_split(
         name, f"{split}[:{limit}]" if limit > 0 else split, data_dir
     )
-    sources.append(TfdsSource(records, transform))
+    sources.append(TfdsSource(records, transform, labels=labels))
   return sources[0], sources[1]
