@@ -78,7 +78,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.dequantize = True    # Gaussian likelihood: uniform dequantisation
 
   c.model = ml_collections.ConfigDict()
-  c.model.name = "vae"        # vae (one latent group) or ladder (or "package.module:Class")
+  c.model.name = "vae"        # vae (one latent group), ladder or hvae (or "package.module:Class")
   c.model.num_classes = 0     # > 0: conditional on the class label (needs data.labels=True)
   c.model.encoder = "mlp"     # vae: mlp or conv (or "package.module:Class")
   c.model.decoder = "mlp"
@@ -94,6 +94,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.latent_dims = (100, 50)     # ladder: latent sizes, bottom (z_1) to top (z_L)
   c.model.layers_per_latent = 2       # ladder: deterministic layers per stochastic layer
   c.model.activation = "tanh"         # ladder: tanh, relu, elu, gelu, swish
+  c.model.resolutions = (28, 14, 7)   # hvae: image size first, halving
+  c.model.widths = (32, 32, 32)       # hvae: channels per resolution
+  c.model.blocks_per_res = (2, 2, 2)  # hvae: top-down blocks (latent groups) per resolution
+  c.model.enc_blocks_per_res = (1, 1, 1)  # hvae: bottom-up residual blocks per resolution
+  c.model.z_channels = 4              # hvae: channels of each latent group's map
   return c
 
 

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tqdm import tqdm
 
 from vae_jax import losses
 from vae_jax.evaluators.base import EvalSetup, indexed_batches, keys_for, masked_sums, num_dims
@@ -54,14 +56,19 @@ class IsNllEvaluator:
     del step
     backend, totals = self.setup.backend, None
     t0 = time.perf_counter()
+    num_batches = -(-len(source) // self.setup.batch_size)
+    bar = tqdm(total=num_batches * self.k, disable=None, unit="samples/example", unit_scale=True,
+               desc=f"is_nll k={self.k}", file=sys.stderr, dynamic_ncols=True, leave=False)
     for batch in indexed_batches(source, self.setup.batch_size):
       d_batch = backend.shard_batch(batch)
       acc = backend.shard_batch({"a": np.full(len(batch["mask"]), -np.inf, np.float32)})["a"]
       for start in range(0, self.k, self.chunk):
         acc = self._chunk(params, d_batch, self._key, backend.replicate(jnp.int32(start)), acc)
+        bar.update(min(self.chunk, self.k - start))
       sums = self._reduce(acc, d_batch["mask"])
       totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
     totals = {k: float(v) for k, v in jax.device_get(backend.unreplicate(totals)).items()}
+    bar.close()
     seconds = time.perf_counter() - t0
     n = totals["count"]
     mean = totals["nll"] / n
