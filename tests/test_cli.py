@@ -210,3 +210,15 @@ def test_sample_with_unreadable_checkpoints(trained, tmp_path):
 
 def test_sample_without_a_run(tmp_path):
   assert_user_error(run("sample.py", f"--workdir={tmp_path}", check=False), "config.json")
+
+
+@pytest.mark.parametrize("script, flag, expected", [
+    ("train.py", "--help", ["--workdir", "--config.KEY=VALUE", "vae_jax/config.py"]),
+    ("sample.py", "-h", ["--num_samples", "--label", "--temperature"]),
+    ("vae_jax/evaluate.py", "--helpfull", ["--metrics", "--k", "--num_examples", "--output"]),
+])
+def test_help_lists_the_flags_and_exits_0(script, flag, expected):
+  proc = run(script, flag, check=False)
+  assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+  for text in expected:
+    assert text in proc.stdout, (text, proc.stdout[:3000])

@@ -14,8 +14,30 @@ from ml_collections import config_flags
 from vae_jax.errors import UserError, one_line
 
 
+HELP_FLAGS = ("-h", "--help", "-help", "--helpfull", "--helpshort", "-?")
+
+
+def print_help(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+  """The main script's docstring, its flags with their meanings, and where the config keys are."""
+  main = sys.modules.get("__main__")
+  print((main.__doc__ or "").strip() + "\n")
+  print("flags:")
+  print(flag_values.main_module_help() or "  (none)")
+  if "config" in flag_values:
+    print("  --config: a config file with get_config(), e.g. configs/mnist_mlp.py "
+          f"(default: {flag_values['config'].config_filename})")
+    print("  --config.KEY=VALUE: override any key of vae_jax/config.py:base_config(), where every key "
+          "has its default and meaning (README, 'Training')")
+
+
 def parse_flags(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS) -> list[str]:
-  """Parses argv into `flag_values`; unknown flags, bad values and bad config keys raise UserError."""
+  """Parses argv into `flag_values`; unknown flags, bad values and bad config keys raise UserError.
+
+  -h / --help (and --helpfull) print the script's usage and flags and exit 0.
+  """
+  if any(arg in HELP_FLAGS for arg in argv[1:]):
+    print_help(flag_values)
+    raise SystemExit(0)
   try:
     rest = flag_values(list(argv))
   except flags.Error as e:

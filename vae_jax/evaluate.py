@@ -1,6 +1,6 @@
 """Evaluates a trained run on its test split with any registered evaluators:
 
-  python -m vae_jax.evaluate --workdir DIR --metrics is_nll,elbo --k 5000 [--num_examples N] \
+  python -m vae_jax.evaluate --workdir DIR --metrics is_nll,elbo --k 5000 [--num_examples N]
       --output FILE.json
 
 Restores the newest readable checkpoint's parameters (the EMA parameters when
