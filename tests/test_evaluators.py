@@ -60,7 +60,7 @@ def test_is_nll_converges_to_the_closed_form_marginal(linear):
   """With k = 4000, IS-NLL is within 0.02 nats of the exact -log p(x); the ELBO is well above it."""
   exact = linear[-1]
   got = _evaluate(linear, "is_nll", k=4000, chunk=500)
-  assert got["num_examples"] == NUM and got["is_nll_k"] == 4000
+  assert got["is_nll_num_examples"] == NUM and got["is_nll_k"] == 4000
   elbo = _evaluate(linear, "elbo")
   assert elbo["neg_elbo"] > exact + 0.5  # the gap IS must close
   assert abs(got["is_nll"] - exact) < 0.02, (got["is_nll"], exact)
@@ -138,3 +138,16 @@ def test_unknown_evaluator_lists_the_valid_names(linear):
   from vae_jax.errors import UserError
   with pytest.raises(UserError, match="active_units, elbo, is_nll, loss"):
     _evaluate(linear, "is_nl")
+
+
+def test_is_nll_num_examples_takes_the_first_examples(linear):
+  """is_nll_num_examples = 3: the mean over the first 3 examples, which k = 1 per-example values give."""
+  c, model, params, source, _ = linear
+  c3 = c.copy_and_resolve_references()
+  c3.is_nll_num_examples = 3
+  got = _evaluate((c3, model, params, source, None), "is_nll", k=1)
+  images = np.stack([source[i] for i in range(3)])
+  keys = example_keys(jax.random.key(EVAL_KEY), np.arange(3))
+  _, log_w = losses.log_weights(params, {"image": images}, keys, np.arange(1), model=model)
+  assert got["is_nll_num_examples"] == 3
+  np.testing.assert_allclose(got["is_nll"], -float(np.mean(log_w[0])), rtol=1e-5, atol=1e-5)

@@ -34,6 +34,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.evaluators = ("loss",)    # loss (the configured objective), elbo, is_nll, active_units
   c.is_nll_k = 1000           # is_nll: importance samples per example
   c.is_nll_chunk = 100        # is_nll: samples per jitted call (bounds memory)
+  c.is_nll_num_examples = 0   # is_nll: the first N test examples (0 = all), for cheap curves
   c.active_units_threshold = 0.01  # active_units: Cov_x(E_q[z_u]) above this counts (Burda et al.)
 
   # Optimizer (vae_jax/train_step.py).
@@ -118,6 +119,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
   _require(c.kl_free_bits >= 0, f"kl_free_bits must be >= 0, got {c.kl_free_bits}")
   for problem in stability.validate(c):
     raise UserError(problem)
+  _require(c.is_nll_num_examples >= 0, f"is_nll_num_examples must be >= 0, got {c.is_nll_num_examples}")
   for key in ("iwae_k", "is_nll_k", "is_nll_chunk"):
     _require(c[key] >= 1, f"{key} must be >= 1, got {c[key]}; set --config.{key}=N")
   # `data.*` values are checked by vae_jax.data.loading.validate, where they are used.

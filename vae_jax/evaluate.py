@@ -70,6 +70,7 @@ def evaluate_run(workdir: str | Path, metrics: list[str], *, k: int | None = Non
   if batch_size is not None:
     config.eval_batch_size = batch_size
   config.data.num_test_examples = num_examples
+  config.is_nll_num_examples = 0  # --num_examples governs every evaluator here
   backend = parallel.make_backend(config.parallel, config.num_devices)
   trainer.check_divisible(config, backend)
   test = data.load_datasets(config.data).test

@@ -10,7 +10,9 @@ with logaddexp, so memory stays bounded for any k; the encoder runs once per
 chunk. Reports, in nats per image: `is_nll` (mean over examples),
 `is_nll_stderr` (the standard error of that mean over examples),
 `is_nll_bits_per_dim`, `is_nll_k`, and `is_nll_samples_per_s` (images x k
-per second of wall time).
+per second of wall time), `is_nll_num_examples`. With `is_nll_num_examples` > 0 in the config,
+only the first that many test examples are used (cheap curves during training; e.g. k = 1000 on
+the first 2,000, Burda et al.'s quick protocol).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vae_jax import losses
+from vae_jax.data.source import head
 from vae_jax.evaluators.base import EvalSetup, indexed_batches, keys_for, masked_sums, num_dims
 
 
@@ -54,6 +57,7 @@ class IsNllEvaluator:
 
   def __call__(self, params, source, step: int) -> dict[str, float]:
     del step
+    source = head(source, int(self.setup.config.is_nll_num_examples))
     backend, totals = self.setup.backend, None
     t0 = time.perf_counter()
     num_batches = -(-len(source) // self.setup.batch_size)
@@ -75,4 +79,4 @@ class IsNllEvaluator:
     var = max(totals["nll_sq"] / n - mean * mean, 0.0) * n / max(n - 1, 1)
     return {"is_nll": mean, "is_nll_stderr": math.sqrt(var / n), "is_nll_k": self.k,
             "is_nll_bits_per_dim": float(self.setup.model.likelihood.nats_to_bits_per_dim(mean, num_dims(source))),
-            "is_nll_samples_per_s": n * self.k / seconds, "num_examples": int(n)}
+            "is_nll_samples_per_s": n * self.k / seconds, "is_nll_num_examples": int(n)}
