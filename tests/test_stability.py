@@ -143,3 +143,16 @@ def test_bad_stability_values_are_one_line_errors(key, value):
   c = base_config()
   c[key] = value
   assert stability.validate(c) and key in stability.validate(c)[0]
+
+
+def test_a_log_interval_of_only_skipped_steps_is_not_divergence(tmp_path, tiny_config, monkeypatch):
+  """Every step of the log interval 21..30 is skipped (NaN loss), below the consecutive limit: the
+  run goes on and finishes with finite parameters; the skip counts say what happened."""
+  monkeypatch.setitem(losses.LOSSES._entries, "nan_window",
+                      _scaled_elbo(lambda s: jnp.where((s >= 20) & (s < 30), np.nan, 1.0)))
+  c = tiny_config(loss="nan_window", skip_updates=True, skip_window=5, max_consecutive_skips=50,
+                  num_train_steps=40)
+  final = trainer.train_and_evaluate(c, tmp_path / "run")
+  rows = [r for r in metrics_log.read(tmp_path / "run" / "metrics.jsonl") if r["split"] == "train"]
+  assert [r["skipped"] for r in rows] == [0.0, 0.0, 1.0, 0.0]
+  assert rows[-1]["skipped_total"] == 10 and np.isfinite(final["neg_elbo"])

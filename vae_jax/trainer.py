@@ -95,7 +95,7 @@ def check_resumable(config: ml_collections.ConfigDict, workdir: Path) -> None:
 
 
 def grid_labels(model, num: int) -> jax.Array | None:
-  """Labels for a grid of prior samples: the classes in turn (a row per class on a square grid)."""
+  """Labels for a grid of prior samples: the classes in turn, 0, 1, ..., K-1, 0, 1, ..."""
   k = getattr(model, "num_classes", 0)
   return None if k <= 0 else jnp.asarray(np.arange(num) % k, jnp.int32)
 
@@ -318,7 +318,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
         log.write({"split": "train", "step": step, **summary})
         if skip_stop:
           raise UserError(skip_stop)
-        if not math.isfinite(summary["loss"]):
+        if not math.isfinite(summary["loss"]) and d_state.skip is None:  # skipping: never applied
           raise UserError(
               f"training diverged: loss is {summary['loss']} at step {step}; "
               f"{_last_checkpoint(last_saved)}; lower --config.learning_rate or set "
