@@ -284,9 +284,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
                data_state=train_iter.get_state())
     last_saved = step
 
-  def run_eval(step: int) -> dict[str, float]:
+  def run_eval(step: int, train_s: float) -> dict[str, float]:
     result = evaluators_lib.run_all(evaluators, eval_params(), datasets.test, step)
-    log.write({"split": "test", "step": step, **result})
+    log.write({"split": "test", "step": step, **result, "train_s": train_s})
     return result
 
   total = config.num_train_steps
@@ -295,6 +295,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
              dynamic_ncols=True, unit="step", file=sys.stderr)
   pending: list = []
   t_last, n_last = time.perf_counter(), start
+  train_s = 0.0  # seconds in training steps in this process: no evaluation, grids or checkpoints
   step = start
   with _StopOnInterrupt() as interrupt:
     while step < end and not interrupt.requested:
@@ -314,6 +315,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
           skip_stop = check_skips(summary, backend.unreplicate(d_state.skip), step, config)
         now = time.perf_counter()
         summary["images_per_s"] = (step - n_last) * config.batch_size / (now - t_last)
+        train_s += now - t_last
+        summary["train_s"] = train_s
         t_last, n_last = now, step
         log.write({"split": "train", "step": step, **summary})
         if skip_stop:
@@ -331,7 +334,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
       bar.update(n)
       busy = False
       if due(config.eval_every) and step < total:
-        run_eval(step)
+        run_eval(step, train_s)
         busy = True
       if due(config.sample_every) and step < total and primary:
         write_grids(host_params(), datasets.test, workdir, step, model=model, keys=keys,
@@ -356,7 +359,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
   ckpts.close()
   if step < total:  # stopped early on purpose: resume later
     return {}
-  final = run_eval(step)
+  final = run_eval(step, train_s)
   if primary:
     write_grids(host_params(), datasets.test, workdir, step, model=model, keys=keys,
                 num=config.num_grid_images)
