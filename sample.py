@@ -18,6 +18,9 @@ _NUM = flags.DEFINE_integer("num_samples", 64, "number of prior samples", lower_
 _SEED = flags.DEFINE_integer("seed", 0, "random seed for the prior draws")
 _TEMPERATURE = flags.DEFINE_float("temperature", 1.0, "z ~ N(0, T^2 I); < 1 is sharper, less varied",
                                   lower_bound=0.0)
+_GROUP_TEMPERATURES = flags.DEFINE_list(
+    "group_temperatures", None, "hierarchical models: one temperature per latent group, top first, "
+    "comma-separated (replaces --temperature)")
 _MODE = flags.DEFINE_enum("mode", "mean", sampling.MODES,
                           "show the likelihood's mean, or draw pixels from it")
 _RECON = flags.DEFINE_string("reconstructions", None, "also write test images and reconstructions")
@@ -36,7 +39,9 @@ def main() -> None:
     raise UserError("--workdir is required: the run directory train.py wrote")
   run = inference.load_trained(_WORKDIR.value)
   written = [inference.write_prior_samples(run, Path(_OUTPUT.value), num=_NUM.value, seed=_SEED.value,
-                                           temperature=_TEMPERATURE.value, mode=_MODE.value,
+                                           temperature=inference.parse_temperatures(
+                                               run, _TEMPERATURE.value, _GROUP_TEMPERATURES.value),
+                                           mode=_MODE.value,
                                            label=_LABEL.value)]
   if _RECON.value:
     written.append(inference.write_reconstructions(run, Path(_RECON.value), num=_NUM_RECON.value))

@@ -98,3 +98,18 @@ def test_evaluate_cli_bad_input_is_one_line(tmp_path, small_run, args, fragment)
   wd = small_run
   args = [a.replace("{tmp}", str(tmp_path)) for a in args]
   assert_user_error(_cli("--workdir", str(wd), *args, module="vae_jax.evaluate"), fragment)
+
+
+def test_group_temperatures_one_per_group(run_dir, tmp_path):
+  """--group_temperatures: all zeros draws what temperature 0 draws; a wrong count is one line."""
+  from vae_jax.errors import UserError
+  name, wd = run_dir
+  run = inference.load_trained(wd)
+  groups = inference.num_groups(run)
+  assert groups == {"vae": 1, "ladder": 2, "hvae": 2}[name]
+  zeros = inference.parse_temperatures(run, 1.0, ["0"] * groups)
+  a = inference.write_prior_samples(run, tmp_path / "a.png", num=4, seed=0, temperature=zeros)
+  b = inference.write_prior_samples(run, tmp_path / "b.png", num=4, seed=0, temperature=0.0)
+  np.testing.assert_array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
+  with pytest.raises(UserError, match=f"needs {groups} non-negative values"):
+    inference.parse_temperatures(run, 1.0, ["1"] * (groups + 1))

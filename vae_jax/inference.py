@@ -95,7 +95,30 @@ def sample_labels(run: Trained, num: int, label: int | None) -> tuple[np.ndarray
   return (np.arange(num) % k).astype(np.int32), k
 
 
-def write_prior_samples(run: Trained, path: Path, *, num: int, seed: int, temperature: float,
+def num_groups(run: Trained) -> int:
+  """How many latent groups the run's model has (from shapes only, nothing computed)."""
+  keys = jax.random.split(jax.random.key(0), 1)
+  y = model_lib.example_labels(run.model, 1)
+  out = jax.eval_shape(lambda p: model_lib.generate(p, keys, model=run.model, y=y), run.params)
+  return len(out.zs)
+
+
+def parse_temperatures(run: Trained, temperature: float, per_group: list[str] | None):
+  """`temperature`, or a tuple with one temperature per latent group (top first)."""
+  if not per_group:
+    return temperature
+  try:
+    values = tuple(float(v) for v in per_group)
+  except ValueError:
+    raise UserError(f"--group_temperatures {','.join(per_group)}: not numbers") from None
+  groups = num_groups(run)
+  if len(values) != groups or min(values) < 0:
+    raise UserError(f"--group_temperatures needs {groups} non-negative values (one per latent group of "
+                    f"this {run.config.model.name} model, top first), got {len(values)}")
+  return values
+
+
+def write_prior_samples(run: Trained, path: Path, *, num: int, seed: int, temperature,
                         mode: str = "mean", label: int | None = None) -> Path:
   y, ncol = sample_labels(run, num, label)
   x = sampling.prior_samples(run.params, jax.random.key(seed), temperature, model=run.model,
