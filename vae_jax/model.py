@@ -21,18 +21,15 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from vae_jax.errors import UserError
 from vae_jax.models import MODELS, Generated, Inference, LatentModel
-from vae_jax.models.base import LatentModel as _Base
-
-# Kept for callers that name the single-group model's type.
-from vae_jax.models.vae import VAE  # noqa: F401
+from vae_jax.models.vae import VAE  # noqa: F401  (callers that name the one-group model's type)
 
 
 def make_model(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int]) -> LatentModel:
   """Builds the model `config.model` describes, for images of `image_shape` (H, W, C)."""
-  from vae_jax.errors import UserError
   cls = MODELS.get(config.model.name)
-  if not (isinstance(cls, type) and issubclass(cls, _Base)):
+  if not (isinstance(cls, type) and issubclass(cls, LatentModel)):
     raise UserError(f"model {config.model.name!r} is not a vae_jax.models.LatentModel subclass")
   return cls.from_config(config, tuple(image_shape))
 

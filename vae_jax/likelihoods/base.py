@@ -27,6 +27,7 @@ import flax.linen as nn
 import jax
 import ml_collections
 
+from vae_jax.errors import UserError
 from vae_jax.registry import Registry
 
 LIKELIHOODS: Registry[type["Likelihood"]] = Registry("likelihood")
@@ -55,6 +56,5 @@ def make_likelihood(config: ml_collections.ConfigDict) -> Likelihood:
   """The likelihood named by `config.model.likelihood` (a registered name or 'module:Class')."""
   cls = LIKELIHOODS.get(config.model.likelihood)
   if not (isinstance(cls, type) and issubclass(cls, Likelihood)):
-    from vae_jax.errors import UserError
     raise UserError(f"likelihood {config.model.likelihood!r} is not a vae_jax.likelihoods.Likelihood subclass")
   return cls.from_config(config)
