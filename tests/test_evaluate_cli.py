@@ -113,3 +113,18 @@ def test_group_temperatures_one_per_group(run_dir, tmp_path):
   np.testing.assert_array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
   with pytest.raises(UserError, match=f"needs {groups} non-negative values"):
     inference.parse_temperatures(run, 1.0, ["1"] * (groups + 1))
+
+
+def test_evaluate_cli_ctrl_c_is_one_line_and_writes_nothing(tmp_path, small_run):
+  import signal
+  import time
+  env = dict(os.environ, XLA_FLAGS="--xla_backend_optimization_level=0", JAX_PLATFORMS="cpu")
+  out = tmp_path / "eval.json"
+  proc = subprocess.Popen([sys.executable, "-m", "vae_jax.evaluate", "--workdir", str(small_run), "--metrics",
+                           "is_nll", "--k", "100000", "--output", str(out)], cwd=REPO, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  time.sleep(8)
+  proc.send_signal(signal.SIGINT)
+  _, stderr = proc.communicate(timeout=60)
+  assert proc.returncode == 130 and "Traceback" not in stderr, stderr[-2000:]
+  assert "nothing was written" in stderr and not out.exists() and not (tmp_path / "eval.json.tmp").exists()

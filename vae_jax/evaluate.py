@@ -103,5 +103,14 @@ def main() -> None:
     print(f"wrote {output}")
 
 
+def main_interruptible() -> None:
+  """Ctrl-C at any point: one line, exit 130; the output is only ever written complete, at the end."""
+  try:
+    main()
+  except KeyboardInterrupt:
+    print("\ninterrupted; nothing was written", file=sys.stderr, flush=True)
+    raise SystemExit(130) from None
+
+
 if __name__ == "__main__":
-  run_cli(main)
+  run_cli(main_interruptible)
