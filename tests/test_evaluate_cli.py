@@ -21,6 +21,7 @@ MODELS = {
     "vae": {},
     "ladder": {"model.name": "ladder", "model.latent_dims": (4, 2), "model.hidden": (16, 8),
                "model.layers_per_latent": 1},
+    "vae_ar": {"model.likelihood": "ar_bernoulli", "model.ar_kernel": 3, "model.ar_hidden": 4},
     "hvae": {"model.name": "hvae", "model.resolutions": (28, 14), "model.widths": (8, 8),
              "model.blocks_per_res": (1, 1), "model.enc_blocks_per_res": (0, 0),
              "model.z_channels": 1, "steps_per_call": 1, "ema_decay": 0.9, "skip_updates": True,
@@ -106,7 +107,7 @@ def test_group_temperatures_one_per_group(run_dir, tmp_path):
   name, wd = run_dir
   run = inference.load_trained(wd)
   groups = inference.num_groups(run)
-  assert groups == {"vae": 1, "ladder": 2, "hvae": 2}[name]
+  assert groups == {"vae": 1, "vae_ar": 1, "ladder": 2, "hvae": 2}[name]
   zeros = inference.parse_temperatures(run, 1.0, ["0"] * groups)
   a = inference.write_prior_samples(run, tmp_path / "a.png", num=4, seed=0, temperature=zeros)
   b = inference.write_prior_samples(run, tmp_path / "b.png", num=4, seed=0, temperature=0.0)

@@ -88,10 +88,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.channels = (32, 64)  # conv widths, encoder order; each halves the resolution
   c.model.kernel = 4
   c.model.upsample = "pixel_shuffle"  # conv decoder: pixel_shuffle, transpose, resize
-  c.model.likelihood = "bernoulli"    # bernoulli, gaussian or dlm (or "package.module:Class")
+  c.model.likelihood = "bernoulli"    # bernoulli, ar_bernoulli, gaussian or dlm (or "package.module:Class")
   c.model.gaussian_std = 0.1
   c.model.learn_std = False
   c.model.dlm_mixtures = 10           # dlm: logistic components per pixel
+  c.model.ar_features = 4             # ar_bernoulli: decoder maps per pixel that condition it
+  c.model.ar_kernel = 7               # ar_bernoulli: causal window of a k x k neighbourhood (odd)
+  c.model.ar_hidden = 32              # ar_bernoulli: width of its per-pixel layers
+  c.model.ar_depth = 1                # ar_bernoulli: number of those layers
   c.model.latent_dims = (100, 50)     # ladder: latent sizes, bottom (z_1) to top (z_L)
   c.model.layers_per_latent = 2       # ladder: deterministic layers per stochastic layer
   c.model.activation = "tanh"         # ladder: tanh, relu, elu, gelu, swish
