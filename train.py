@@ -1,6 +1,7 @@
 """Trains a VAE: python train.py --config configs/NAME.py --workdir DIR [--config.KEY=VALUE ...]
 
-Rerun the same command to resume from DIR's newest checkpoint. With no
+Rerun the same command to resume from DIR's newest checkpoint (resume rules:
+vae_jax/resume.py; a finished run is left as it is). With no
 arguments it trains the offline default (procedural shapes) in runs/default.
 """
 
@@ -13,6 +14,10 @@ from vae_jax import cli, trainer
 from vae_jax.errors import run_cli
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/default", "run directory: checkpoints, metrics, images")
+_ALLOW_CHANGES = flags.DEFINE_bool(
+    "allow_config_changes", False,
+    "resume DIR's run although opt-in keys changed (learning_rate, the loss and its weights, "
+    "data.dir, ...); each change is recorded in DIR/config_history.jsonl")
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "multi-host: call jax.distributed.initialize() (cluster auto-detected)")
 
@@ -23,7 +28,8 @@ def main() -> None:
   if _DISTRIBUTED.value:
     import jax
     jax.distributed.initialize()
-  trainer.train_and_evaluate(cli.config_value(config), _WORKDIR.value)
+  trainer.train_and_evaluate(cli.config_value(config), _WORKDIR.value,
+                             allow_config_changes=_ALLOW_CHANGES.value)
 
 
 if __name__ == "__main__":

@@ -132,7 +132,7 @@ def test_turning_the_ema_on_when_resuming_is_refused_without_damage(tmp_path, ti
   wd = tmp_path / "run"
   trainer.train_and_evaluate(tiny_config(num_train_steps=10), wd)
   before = sorted(p.name for p in (wd / "checkpoints").iterdir())
-  with pytest.raises(UserError, match="ema_decay>0"):
+  with pytest.raises(UserError, match="ema_decay: 0.0 -> 0.99"):
     trainer.train_and_evaluate(tiny_config(num_train_steps=20, ema_decay=0.99), wd)
   assert sorted(p.name for p in (wd / "checkpoints").iterdir()) == before
 

@@ -196,5 +196,6 @@ def test_divergence_stops_with_one_clear_error_and_keeps_checkpoints(tmp_path, t
   wd = tmp_path / "run"
   trainer.train_and_evaluate(tiny_config(num_train_steps=10), wd)
   with pytest.raises(UserError, match="diverged.*step 10.*is intact"):
-    trainer.train_and_evaluate(tiny_config(num_train_steps=40, learning_rate=1e6), wd)
+    trainer.train_and_evaluate(tiny_config(num_train_steps=40, learning_rate=1e6), wd,
+                               allow_config_changes=True)
   assert checkpointing.Checkpoints(wd).steps() == [10]

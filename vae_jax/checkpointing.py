@@ -7,14 +7,18 @@ and `data` (the data iterator's state, JSON), and where the run keeps them
 device count trained them. Parameters are saved unreplicated (host-side
 values).
 
-When the newest checkpoint cannot be read, we warn in one line and fall back
-to the previous readable one; a trainer moves the unreadable one aside
-(renamed, never deleted) so the run can save that step again.
+When the newest checkpoint cannot be read (I/O, truncated or corrupt data), we
+warn in one line and fall back to the previous readable one; a trainer moves
+the unreadable one aside (renamed, never deleted) so the run can save that
+step again. A checkpoint that reads but does not fit the run (other shapes, a
+params-only checkpoint kept for sampling) is never moved: that is one error
+line naming what differs.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -40,6 +44,21 @@ def restore_target(tree: Any) -> Any:
   """
   sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
+
+
+def tree_difference(saved: Any, target: Any, limit: int = 3) -> str:
+  """The first `limit` leaves where two pytrees differ in path or shape, '' if they agree."""
+  def leaves(tree):
+    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+    # Names only: a NamedTuple's '.mu' is restored untargeted as "['mu']".
+    return {"/".join(re.findall(r"\w+", jax.tree_util.keystr(path))): tuple(getattr(x, "shape", ()))
+            for path, x in flat}
+  a, b = leaves(saved), leaves(target)
+  diffs = [f"{k} saved {a[k]} vs {b[k]}" for k in sorted(set(a) & set(b)) if a[k] != b[k]]
+  diffs += [f"{k} only in the checkpoint" for k in sorted(set(a) - set(b))]
+  diffs += [f"{k} missing from the checkpoint" for k in sorted(set(b) - set(a))]
+  more = f" and {len(diffs) - limit} more" if len(diffs) > limit else ""
+  return "; ".join(diffs[:limit]) + more
 
 
 class Checkpoints:
@@ -79,13 +98,54 @@ class Checkpoints:
     self._manager.wait_until_finished()
     self._manager.close()
 
-  def _restore_newest(self, make_args, *, move_aside: bool):
-    """Restores the newest readable step; warns and falls back past unreadable ones."""
+  def _untargeted_args(self, step: int) -> ocp.args.Composite:
+    """Restore args for every item the step has, as saved (no target shapes)."""
+    items = {}
+    for name in ITEMS:
+      if self._has_item(step, name):
+        json_item = name in ("step", "data")
+        items[name] = ocp.args.JsonRestore() if json_item else ocp.args.StandardRestore()
+    return ocp.args.Composite(**items)
+
+  def _mismatch(self, step: int, make_args) -> str | None:
+    """Why a step that failed to restore is readable but does not fit, or None if it cannot be read."""
+    try:
+      saved = self._manager.restore(step, args=self._untargeted_args(step))
+    except Exception:  # really unreadable
+      return None
+    target = make_args(step)
+    for name in target.keys():
+      want = getattr(target[name], "item", None)
+      if want is None or name not in saved.keys():
+        continue
+      diff = tree_difference(saved[name], want)
+      if diff:
+        return f"its {name} item differs from this run's: {diff}"
+    return "its items do not fit this run's state (saved by another version or config)"
+
+  def _restore_newest(self, make_args, *, move_aside: bool, required: tuple[str, ...] = ()):
+    """Restores the newest readable step; warns and falls back past unreadable ones.
+
+    Only a checkpoint that cannot be read is passed over (and, with `move_aside`, renamed).
+    One that lacks a `required` item, or reads but does not fit the run, is a UserError, and
+    nothing is renamed.
+    """
     steps = self.steps()
     for i, step in enumerate(reversed(steps)):
+      missing = [name for name in required if not self._has_item(step, name)]
+      if missing:
+        kept = [name for name in ITEMS if self._has_item(step, name)]
+        raise UserError(
+            f"checkpoint {step} in {self.directory} holds only {', '.join(kept) or 'nothing'} (no "
+            f"{', '.join(missing)}): sample.py and evaluate can use it, but training cannot resume "
+            "from it; use a new --workdir")
       try:
         return step, self._manager.restore(step, args=make_args(step))
       except Exception as e:  # Orbax raises many types for a damaged checkpoint
+        why = self._mismatch(step, make_args)
+        if why is not None:
+          raise UserError(f"checkpoint {step} in {self.directory} is readable but does not fit this "
+                          f"run: {why}; use the config it was trained with, or a new --workdir") from None
         older = steps[-2 - i] if i + 1 < len(steps) else None
         fallback = f"falling back to step {older}" if older is not None else "no older checkpoint"
         _warn(f"checkpoint at step {step} in {self.directory} is unreadable ({one_line(e)}); {fallback}")
@@ -115,7 +175,8 @@ class Checkpoints:
         if tree is not None:
           items[name] = ocp.args.StandardRestore(tree)
       return ocp.args.Composite(**items)
-    found = self._restore_newest(make_args, move_aside=True)
+    found = self._restore_newest(make_args, move_aside=True,
+                                 required=("params", "opt_state", "rng", "step", "data"))
     if found is None:
       return None
     self._manager.reload()

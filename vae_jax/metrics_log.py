@@ -34,6 +34,24 @@ class MetricsLog:
       f.write(line + "\n")
 
 
+def drop_after(path: str | os.PathLike, step: int) -> int:
+  """Rewrites `path` (atomically) without the records of steps after `step`; returns how many went.
+
+  A resumed run restarts at its checkpoint's step, so records written past it by the process
+  that stopped would otherwise appear twice.
+  """
+  path = Path(path)
+  if not path.exists():
+    return 0
+  lines = [line for line in path.read_text().splitlines() if line.strip()]
+  kept = [line for line in lines if json.loads(line).get("step", 0) <= step]
+  if len(kept) < len(lines):
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(line + "\n" for line in kept))
+    os.replace(tmp, path)
+  return len(lines) - len(kept)
+
+
 def read(path: str | os.PathLike) -> list[dict[str, Any]]:
   """All records of a metrics.jsonl file."""
   with Path(path).open() as f:

@@ -39,13 +39,10 @@ from vae_jax import losses
 from vae_jax import metrics_log
 from vae_jax import model as model_lib
 from vae_jax import parallel
+from vae_jax import resume
 from vae_jax import sampling
 from vae_jax import train_step as step_lib
 from vae_jax.errors import UserError
-
-# Config keys that fix the shapes of the parameters: a resumed run must match them.
-_SHAPE_KEYS = ("model", "data.image_size", "data.channels", "ema_decay>0", "skip_updates")
-
 
 @dataclasses.dataclass(frozen=True)
 class Keys:
@@ -60,38 +57,27 @@ class Keys:
     return cls(*jax.random.split(jax.random.key(seed), 4))
 
 
-def _lookup(config: ml_collections.ConfigDict, dotted: str) -> Any:
-  if dotted.endswith(">0"):  # whether a value is on, e.g. the EMA: that changes the checkpoint's items
-    return _lookup(config, dotted[:-2]) > 0
-  value = config
-  for part in dotted.split("."):
-    value = value[part]
-  return value.to_dict() if isinstance(value, ml_collections.ConfigDict) else value
+def check_resumable(config: ml_collections.ConfigDict, workdir: Path, *,
+                    allow_changes: bool = False) -> dict | None:
+  """The changes {key: (old, new)} from the run saved in `workdir` (None if it has no config.json).
+
+  Raises UserError for a change that a resumed run cannot take (see `vae_jax/resume.py`).
+  """
+  saved = resume.load_saved(workdir)
+  ckpt_dir = workdir / "checkpoints"
+  if saved is None or not (ckpt_dir.is_dir() and any(p.name.isdigit() for p in ckpt_dir.iterdir())):
+    return None  # nothing to resume: a new run
+  base_keys = frozenset(resume.flatten(config_lib.base_config().to_dict()))
+  return resume.check(saved, resume.flatten(config.to_dict()), workdir=workdir,
+                      allow_changes=allow_changes, base_keys=base_keys)
 
 
-def _normalise(v: Any) -> Any:
-  return json.loads(json.dumps(v, default=list))
-
-
-def check_resumable(config: ml_collections.ConfigDict, workdir: Path) -> None:
-  """A workdir's saved config.json must agree with `config` on the shape-defining keys."""
-  saved_path = workdir / "config.json"
-  if not saved_path.exists():
-    return
-  try:
-    saved = ml_collections.ConfigDict(json.loads(saved_path.read_text()))
-  except (json.JSONDecodeError, ValueError) as e:
-    raise UserError(f"{saved_path} is not valid JSON ({e}); restore it or use a new --workdir") from None
-  for key in _SHAPE_KEYS:
-    try:
-      old = _normalise(_lookup(saved, key))
-    except (KeyError, AttributeError):
-      continue
-    new = _normalise(_lookup(config, key))
-    if old != new:
-      raise UserError(
-          f"{workdir} holds a run with {key}={old}, but the config says {new}; "
-          "use the same config to resume, or a new --workdir")
+def finished_result(workdir: Path, step: int) -> dict | None:
+  """The final test record of a run that already reached `step`, if it has one."""
+  path = workdir / "metrics.jsonl"
+  rows = metrics_log.read(path) if path.exists() else []
+  tests = [r for r in rows if r.get("split") == "test" and r.get("step") == step]
+  return tests[-1] if tests else None
 
 
 def grid_labels(model, num: int) -> jax.Array | None:
@@ -208,12 +194,15 @@ def check_skips(summary: dict[str, float], skip_state, step: int,
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *,
-                       stop_after_step: int | None = None) -> dict[str, float]:
+                       stop_after_step: int | None = None,
+                       allow_config_changes: bool = False) -> dict[str, float]:
   """Trains (or resumes) in `workdir`; returns the final test metrics.
 
   Args:
     stop_after_step: stop (after checkpointing) once this step is reached, as a
       preempted job would; rerunning resumes. For tests and time-sliced jobs.
+    allow_config_changes: resume even though opt-in keys (`resume.OPT_IN`)
+      differ from the saved config; the changes are recorded.
   """
   config_lib.validate(config)
   workdir = Path(workdir)
@@ -226,7 +215,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
   optimizer = step_lib.make_optimizer(config)
   backend = parallel.make_backend(config.parallel, config.num_devices)
   check_divisible(config, backend)
-  check_resumable(config, workdir)
+  changes = check_resumable(config, workdir, allow_changes=allow_config_changes)
   keys = Keys.from_seed(config.seed)
   evaluators = evaluators_lib.make_evaluators(config.evaluators, evaluators_lib.EvalSetup(
       model=model, config=config, loss_fn=loss_fn, backend=backend, eval_key=keys.eval,
@@ -247,10 +236,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
     state = step_lib.TrainState(step=jnp.asarray(step, jnp.int32), params=params, opt_state=opt_state,
                                 ema_params=ema, skip=skip)
     train_key = jax.random.wrap_key_data(jnp.asarray(key_data))
-    print(f"resuming from step {step} in {ckpts.directory}", file=sys.stderr, flush=True)
   primary = jax.process_index() == 0
-  if primary and not (workdir / "config.json").exists():
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
+  if restored is not None:
+    done = finished_result(workdir, step) if step >= config.num_train_steps else None
+    if done is not None:
+      ckpts.close()
+      print(f"the run in {workdir} already finished at step {step} (test {summary_line(done)}); "
+            "nothing to do: raise --config.num_train_steps to train further", file=sys.stderr, flush=True)
+      return done
+    print(f"resuming from step {step} in {ckpts.directory}", file=sys.stderr, flush=True)
+    if primary:
+      metrics_log.drop_after(workdir / "metrics.jsonl", step)
+      if changes:
+        resume.record(workdir, config, step=step, changes=changes)
+  if primary and restored is None:  # a new run: rows of an attempt that saved no checkpoint go
+    metrics_log.drop_after(workdir / "metrics.jsonl", 0)
+  if primary and (restored is None or changes is None):  # a new run, or a run without config.json
+    resume.write_atomically(workdir / "config.json", config.to_json_best_effort(indent=2) + "\n")
 
   start = int(state.step)
   train_iter = data.train_iterator(datasets.train, batch_size=config.batch_size, seed=config.seed)
