@@ -206,11 +206,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
   """
   config_lib.validate(config)
   workdir = Path(workdir)
-  # Everything that can fail on bad input is checked before DIR is touched.
-  datasets = data.load_datasets(config.data)
-  image_shape = tuple(datasets.image_shape)
+  # Everything that can fail on bad input is checked before DIR is touched, and the whole config
+  # (names of the model, likelihood, loss, evaluators...) before any data is read or downloaded.
+  data.validate(config.data)
+  image_shape = (config.data.image_size, config.data.image_size, config.data.channels)
   model = model_lib.make_model(config, image_shape)
-  check_classes(config, datasets)
   loss_fn = losses.get_loss_fn(config)
   optimizer = step_lib.make_optimizer(config)
   backend = parallel.make_backend(config.parallel, config.num_devices)
@@ -220,6 +220,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
   evaluators = evaluators_lib.make_evaluators(config.evaluators, evaluators_lib.EvalSetup(
       model=model, config=config, loss_fn=loss_fn, backend=backend, eval_key=keys.eval,
       batch_size=config.eval_batch_size))
+  datasets = data.load_datasets(config.data)  # checks that its images have `image_shape`
+  check_classes(config, datasets)
 
   params = model_lib.init(model, keys.init, image_shape)
   state = step_lib.init_state(params, optimizer, config)

@@ -9,7 +9,7 @@ integer class labels and batches a "label" field (see `source.py`).
 
 from __future__ import annotations
 
-from vae_jax.data.loading import DATASET_NAMES, Datasets, load_datasets
+from vae_jax.data.loading import DATASET_NAMES, Datasets, load_datasets, validate
 from vae_jax.data.pipeline import eval_batches, train_iterator
 
 __all__ = [
@@ -18,4 +18,5 @@ __all__ = [
     "eval_batches",
     "load_datasets",
     "train_iterator",
+    "validate",
 ]

@@ -16,6 +16,7 @@ imported only when a TFDS dataset is requested: it is slow to import.
 from __future__ import annotations
 
 import functools
+import importlib.util
 from typing import Any, Callable
 
 import numpy as np
@@ -115,6 +116,22 @@ def open_split(name: str, split: str, data_dir: str) -> Any:
         f"cannot import tensorflow_datasets ({one_line(e)}); run `pip install"
         " tensorflow-datasets importlib_resources` or use a local dataset"
     ) from e
+  try:  # a prepared copy: no network, no TensorFlow
+    return tfds.data_source(
+        name, split=split, data_dir=data_dir or None, download=False
+    )
+  except Exception as e:  # not prepared, or unreadable: TFDS raises many types
+    unprepared = e
+  if importlib.util.find_spec("tensorflow") is None:
+    # Fail now: with download=True, TFDS retries the download for minutes when there is no
+    # network, and would then fail anyway on the missing TensorFlow.
+    where = data_dir or "TFDS's default data_dir (~/tensorflow_datasets)"
+    raise UserError(
+        f"TFDS could not read a prepared {name} in {where}"
+        f" ({type(unprepared).__name__}: {one_line(unprepared)}), and preparing it (download,"
+        " then conversion) needs TensorFlow, which is not installed: `pip install tensorflow`"
+        f" for the first run, or {_fixes(name)}"
+    ) from unprepared
   try:
     return tfds.data_source(
         name, split=split, data_dir=data_dir or None, download=True
