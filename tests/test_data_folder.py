@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
+from vae_jax import config
 from vae_jax.data import folder
 from vae_jax.errors import UserError
 
@@ -103,7 +104,9 @@ def _png_bytes() -> bytes:
 def test_corrupt_file_names_the_file(tmp_path, name, content):
   _save(tmp_path / "good.png", _noise((8, 8), "RGB", 0))
   (tmp_path / name).write_bytes(content)
-  with pytest.raises(UserError, match=rf"{name}.*remove or replace it"):
+  with pytest.raises(
+      UserError, match=rf"^1 of 2 images .*: {name} \(.*skip_bad_images=True$"
+  ):
     folder.load_folder(str(tmp_path), size=8, channels=3, test_fraction=0.1)
 
 
@@ -160,3 +163,161 @@ def test_num_train_limits_decoding(tmp_path):
       str(tmp_path), size=8, channels=1, test_fraction=0.0, num_train=3
   )
   assert len(train) == 3  # The broken file was never decoded.
+
+
+# Unreadable files: all reported at once, or left out with skip_bad_images.
+
+_BAD_CONTENTS = {
+    "truncated": _png_bytes()[:2000],
+    "garbage": b"this is not an image at all" * 10,
+    "empty": b"",
+}
+
+
+def _good_files(root: Path, names: list[str]) -> None:
+  for i, name in enumerate(names):
+    _save(root / name, _noise((10 + i, 12), "RGB", 100 + i))
+
+
+def _bad_files(root: Path, names: list[str]) -> None:
+  kinds = list(_BAD_CONTENTS.values())
+  for i, name in enumerate(names):
+    (root / name).parent.mkdir(parents=True, exist_ok=True)
+    (root / name).write_bytes(kinds[i % len(kinds)])
+
+
+def _count_decodes(monkeypatch) -> list[str]:
+  """Patches folder.decode_image to record each file it is called on."""
+  calls = []
+  real = folder.decode_image
+
+  def counting(path, **kwargs):
+    calls.append(Path(path).name)  # list.append is atomic across threads.
+    return real(path, **kwargs)
+
+  monkeypatch.setattr(folder, "decode_image", counting)
+  return calls
+
+
+GOOD = [f"good_{i:02d}.png" for i in range(9)]
+BAD = ["a_truncated.png", "sub/m_garbage.jpg", "z_empty.png"]
+
+
+def test_all_bad_files_are_reported_at_once(tmp_path, monkeypatch, capsys):
+  _good_files(tmp_path, GOOD)
+  _bad_files(tmp_path, BAD)
+  calls = _count_decodes(monkeypatch)
+  with pytest.raises(UserError) as raised:
+    folder.load_folder(str(tmp_path), size=8, channels=3, test_fraction=0.3)
+  message = str(raised.value)
+  assert "\n" not in message
+  assert message.startswith(f"3 of 12 images in {tmp_path} cannot be read: ")
+  assert "a_truncated.png (image file is truncated" in message
+  assert "sub/m_garbage.jpg (cannot identify image file)" in message
+  assert "z_empty.png (empty file)" in message
+  assert message.endswith("--config.data.skip_bad_images=True")
+  assert sorted(calls) == sorted(Path(p).name for p in GOOD + BAD)  # Once each.
+  assert "warning" not in capsys.readouterr().err
+
+
+def test_many_bad_files_are_counted_not_all_named(tmp_path):
+  _good_files(tmp_path, GOOD[:2])
+  deep = f"{'d' * 100}/{'e' * 100}"  # Long names are shortened to their end.
+  bad = [f"{deep}/bad_{i:02d}.png" for i in range(12)]
+  _bad_files(tmp_path, bad)
+  with pytest.raises(UserError) as raised:
+    folder.load_folder(str(tmp_path), size=8, channels=3, test_fraction=0.3)
+  message = str(raised.value)
+  assert message.startswith("12 of 14 images")
+  assert "\n" not in message and len(message) < 1200
+  named = [f"/bad_{i:02d}.png (" in message for i in range(12)]
+  assert named == [True] * 5 + [False] * 7
+  assert " and 7 more; " in message
+
+
+def _min_key_name(candidates: list[str]) -> str:
+  return min(candidates, key=folder.split_key)
+
+
+def test_skip_bad_images_is_the_folder_without_them(
+    tmp_path, monkeypatch, capsys
+):
+  # The bad file with the smallest hash would be the forced test file of the
+  # whole folder (no key is below 1e-6): leaving it out must not leave the
+  # test split empty, but pick the clean folder's forced test file.
+  bad = BAD + [_min_key_name([f"bad_{i}.png" for i in range(200)])]
+  assert min(GOOD + bad, key=folder.split_key) == bad[-1], "test setup"
+  clean, dirty = tmp_path / "clean", tmp_path / "dirty"
+  _good_files(clean, GOOD)
+  _good_files(dirty, GOOD)
+  _bad_files(dirty, bad)
+  kwargs = dict(size=8, channels=3, test_fraction=1e-6)
+  expected = folder.load_folder(str(clean), **kwargs)
+  capsys.readouterr()
+  calls = _count_decodes(monkeypatch)
+  got = folder.load_folder(str(dirty), skip_bad_images=True, **kwargs)
+  assert len(got[1]) == 1
+  for got_split, expected_split in zip(got, expected):
+    np.testing.assert_array_equal(got_split, expected_split)
+  assert sorted(calls) == sorted(Path(p).name for p in GOOD + bad)
+  lines = capsys.readouterr().err.splitlines()
+  assert len(lines) == 1 and lines[0].startswith("warning: left out 4 of 13")
+  assert all(p in lines[0] for p in bad)
+
+
+def test_skip_bad_images_keeps_splits_and_order(tmp_path, monkeypatch):
+  good = [f"{c}/img_{i:03d}.png" for c in "xyz" for i in range(12)]
+  bad = [f"{c}/img_{i:03d}_bad.png" for c in "xyz" for i in (0, 5, 11)]
+  clean, dirty = tmp_path / "clean", tmp_path / "dirty"
+  _good_files(clean, good)
+  _good_files(dirty, good)
+  _bad_files(dirty, bad)
+  kwargs = dict(size=8, channels=3, test_fraction=0.25)
+  expected = folder.load_labelled_folder(str(clean), **kwargs)
+  got = folder.load_labelled_folder(str(dirty), skip_bad_images=True, **kwargs)
+  assert got[2] == expected[2] == ("x", "y", "z")
+  for got_split, expected_split in zip(got[:2], expected[:2]):
+    assert len(got_split) >= 5
+    np.testing.assert_array_equal(
+        got_split.images_NHWC, expected_split.images_NHWC
+    )
+    np.testing.assert_array_equal(got_split.labels, expected_split.labels)
+
+
+def test_skip_bad_images_with_limits_takes_the_next_good_files(
+    tmp_path, monkeypatch, capsys
+):
+  # The first train files in path order are bad, so they are replaced by the
+  # next good ones; files past the limits are never decoded.
+  good = [f"m_{i:02d}.png" for i in range(10)]
+  bad = ["a_0.png", "a_1.png", "z_9.png"]
+  clean, dirty = tmp_path / "clean", tmp_path / "dirty"
+  _good_files(clean, good)
+  _good_files(dirty, good)
+  _bad_files(dirty, bad)
+  kwargs = dict(size=8, channels=3, test_fraction=0.0, num_train=4)
+  expected, _ = folder.load_folder(str(clean), **kwargs)
+  capsys.readouterr()
+  calls = _count_decodes(monkeypatch)
+  got, _ = folder.load_folder(str(dirty), skip_bad_images=True, **kwargs)
+  np.testing.assert_array_equal(got, expected)
+  assert sorted(calls) == ["a_0.png", "a_1.png"] + good[:4]
+  lines = capsys.readouterr().err.splitlines()
+  assert len(lines) == 1 and lines[0].startswith("warning: left out 2 of 6")
+
+
+def test_skip_bad_images_with_no_good_image_is_an_error(tmp_path, capsys):
+  _bad_files(tmp_path, BAD)
+  with pytest.raises(UserError, match=r"^none of the 3 images .*z_empty\.png"):
+    folder.load_folder(
+        str(tmp_path),
+        size=8,
+        channels=3,
+        test_fraction=0.3,
+        skip_bad_images=True,
+    )
+  assert "warning" not in capsys.readouterr().err
+
+
+def test_skip_bad_images_is_off_by_default():
+  assert config.base_config().data.skip_bad_images is False

@@ -122,6 +122,18 @@ def test_changed_keys_lists_each_difference_once():
   assert resume.changed_keys(saved, new) == {"m.x": ([1, 2], [1, 3]), "m.y": ("s", None), "z": (None, True)}
 
 
+def test_a_key_added_to_the_library_since_the_run_started_is_not_a_change(wd):
+  """An older run's config.json lacks keys added later; at their defaults they change nothing."""
+  saved = json.loads((wd / "config.json").read_text())
+  del saved["kl_free_bits"], saved["model"]["ar_kernel"]
+  (wd / "config.json").write_text(json.dumps(saved))
+  trainer.train_and_evaluate(tiny_config(num_train_steps=30), wd)
+  (entry,) = [json.loads(line) for line in (wd / "config_history.jsonl").read_text().splitlines()]
+  assert entry["changes"] == {"num_train_steps": [20, 30]}
+  with pytest.raises(UserError, match="kl_free_bits: 0.0 -> 1.0"):  # but a non-default value is one
+    trainer.train_and_evaluate(tiny_config(num_train_steps=40, kl_free_bits=1.0), wd)
+
+
 def test_the_cli_refusal_is_one_line(tmp_path):
   wd = tmp_path / "run"
   run("train.py", f"--workdir={wd}", *TINY)

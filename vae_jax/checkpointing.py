@@ -148,11 +148,12 @@ class Checkpoints:
                           f"run: {why}; use the config it was trained with, or a new --workdir") from None
         older = steps[-2 - i] if i + 1 < len(steps) else None
         fallback = f"falling back to step {older}" if older is not None else "no older checkpoint"
-        _warn(f"checkpoint at step {step} in {self.directory} is unreadable ({one_line(e)}); {fallback}")
+        moved = ""
         if move_aside:
           aside = self.directory / f"{step}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}"
           os.replace(self.directory / str(step), aside)
-          _warn(f"moved it to {aside}")
+          moved = f"; moved it to {aside.name}"
+        _warn(f"checkpoint at step {step} in {self.directory} is unreadable ({one_line(e)}){moved}; {fallback}")
     if steps:
       raise UserError(f"no readable checkpoint in {self.directory} (steps {steps}); "
                       "restore a backup or use a new --workdir")

@@ -70,6 +70,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.image_size = 28
   c.data.channels = 1
   c.data.test_fraction = 0.05  # folder: held-out share
+  c.data.skip_bad_images = False  # folder: leave out unreadable images (one warning) instead of stopping
   c.data.num_train_examples = 0  # 0: all
   c.data.num_test_examples = 0   # 0: all
   c.data.shapes_num_train = 20000

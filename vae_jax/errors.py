@@ -34,8 +34,23 @@ def exit_with(message: str, code: int = 2) -> NoReturn:
   raise SystemExit(code)
 
 
+def _drop_closed_loop_noise(previous: Callable) -> Callable:
+  """An unraisable-exception hook that drops asyncio's "Event loop is closed" and passes the rest on.
+
+  Reading a damaged checkpoint, TensorStore's I/O threads still call back into the asyncio loop
+  Orbax has already closed; each callback printed a traceback (up to hundreds of lines) although
+  the failure itself is reported as one warning.
+  """
+  def hook(unraisable) -> None:
+    if isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed":
+      return
+    previous(unraisable)
+  return hook
+
+
 def run_cli(main: Callable[[], None]) -> None:
   """Runs `main`, turning a `UserError` into one line on stderr and exit 2."""
+  sys.unraisablehook = _drop_closed_loop_noise(sys.unraisablehook)
   try:
     main()
   except UserError as e:

@@ -14,6 +14,7 @@ from pathlib import Path
 import jax
 import ml_collections
 import numpy as np
+from PIL import Image
 
 from vae_jax import checkpointing
 from vae_jax import config as config_lib
@@ -118,12 +119,20 @@ def parse_temperatures(run: Trained, temperature: float, per_group: list[str] | 
   return values
 
 
-def write_prior_samples(run: Trained, path: Path, *, num: int, seed: int, temperature,
-                        mode: str = "mean", label: int | None = None) -> Path:
+def prior_sample_grid(run: Trained, *, num: int, seed: int, temperature, mode: str = "mean",
+                      label: int | None = None) -> Image.Image:
+  """A grid of `num` prior samples, computed and checked (e.g. `label`) but not written."""
   y, ncol = sample_labels(run, num, label)
   x = sampling.prior_samples(run.params, jax.random.key(seed), temperature, model=run.model,
                              num=num, mode=mode, y=y)
-  return images.save_grid(np.asarray(x), path, ncol=ncol)
+  return images.grid_image(np.asarray(x), ncol=ncol)
+
+
+def write_prior_samples(run: Trained, path: Path, *, num: int, seed: int, temperature,
+                        mode: str = "mean", label: int | None = None) -> Path:
+  """`prior_sample_grid` written to `path` (see images.save_image)."""
+  grid = prior_sample_grid(run, num=num, seed=seed, temperature=temperature, mode=mode, label=label)
+  return images.save_image(grid, path)
 
 
 def _test_images(run: Trained, num: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -133,17 +142,26 @@ def _test_images(run: Trained, num: int) -> tuple[np.ndarray, np.ndarray | None]
   return gather_examples(test, np.arange(num))
 
 
-def write_reconstructions(run: Trained, path: Path, *, num: int) -> Path:
-  """Test images (odd columns) beside their reconstructions (even columns)."""
+def reconstruction_grid(run: Trained, *, num: int) -> Image.Image:
+  """Test images (odd columns) beside their reconstructions (even columns); not written."""
   x, y = _test_images(run, num)
   recon = np.asarray(sampling.reconstructions(run.params, x, model=run.model, y=y))
-  return images.save_grid(images.interleave(x / 255.0, recon), path,
-                          ncol=2 * max(1, int(np.sqrt(num))))
+  return images.grid_image(images.interleave(x / 255.0, recon), ncol=2 * max(1, int(np.sqrt(num))))
 
 
-def write_interpolations(run: Trained, path: Path, *, num_rows: int, num_steps: int) -> Path:
-  """Each row decodes a straight line in latent space between two test images."""
+def write_reconstructions(run: Trained, path: Path, *, num: int) -> Path:
+  """`reconstruction_grid` written to `path` (see images.save_image)."""
+  return images.save_image(reconstruction_grid(run, num=num), path)
+
+
+def interpolation_grid(run: Trained, *, num_rows: int, num_steps: int) -> Image.Image:
+  """Each row decodes a straight line in latent space between two test images; not written."""
   x, y = _test_images(run, 2 * num_rows)
   out = sampling.interpolations(run.params, x[:num_rows], x[num_rows:], model=run.model,
                                 num_steps=num_steps, y_a=None if y is None else y[:num_rows])
-  return images.save_grid(np.asarray(out), path, ncol=num_steps)
+  return images.grid_image(np.asarray(out), ncol=num_steps)
+
+
+def write_interpolations(run: Trained, path: Path, *, num_rows: int, num_steps: int) -> Path:
+  """`interpolation_grid` written to `path` (see images.save_image)."""
+  return images.save_image(interpolation_grid(run, num_rows=num_rows, num_steps=num_steps), path)

@@ -65,7 +65,7 @@ def changed_keys(saved: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[
   return {k: (saved.get(k), new.get(k)) for k in sorted(set(saved) | set(new)) if saved.get(k) != new.get(k)}
 
 
-def _fixed(key: str, saved: dict[str, Any], new: dict[str, Any], base_keys: frozenset) -> bool:
+def _fixed(key: str, saved: dict[str, Any], new: dict[str, Any], base_keys) -> bool:
   """Whether a change of `key` makes the checkpoint or the data order unfit."""
   if key in FREE:
     return False
@@ -81,14 +81,16 @@ def _show(value: Any) -> str:
 
 
 def check(saved: dict[str, Any], new: dict[str, Any], *, workdir: Path, allow_changes: bool,
-          base_keys: frozenset) -> dict[str, tuple[Any, Any]]:
+          defaults: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
   """The accepted changes {key: (old, new)} of resuming `saved` (flat) with `new` (flat).
 
-  Raises UserError, naming every changed key with its old and new value, when a change is fixed
-  (or opt-in without `allow_changes`).
+  `defaults` is the flat base config: a key the saved config lacks (added to the library since
+  the run started) had its default value. Raises UserError, naming every changed key with its
+  old and new value, when a change is fixed (or opt-in without `allow_changes`).
   """
+  saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
   changes = changed_keys(saved, new)
-  fixed = [k for k in changes if _fixed(k, saved, new, base_keys)]
+  fixed = [k for k in changes if _fixed(k, saved, new, defaults)]
   opt_in = [k for k in changes if k not in fixed and k not in FREE]
   if not fixed and (allow_changes or not opt_in):
     return changes

@@ -67,9 +67,8 @@ def check_resumable(config: ml_collections.ConfigDict, workdir: Path, *,
   ckpt_dir = workdir / "checkpoints"
   if saved is None or not (ckpt_dir.is_dir() and any(p.name.isdigit() for p in ckpt_dir.iterdir())):
     return None  # nothing to resume: a new run
-  base_keys = frozenset(resume.flatten(config_lib.base_config().to_dict()))
-  return resume.check(saved, resume.flatten(config.to_dict()), workdir=workdir,
-                      allow_changes=allow_changes, base_keys=base_keys)
+  return resume.check(saved, resume.flatten(config.to_dict()), workdir=workdir, allow_changes=allow_changes,
+                      defaults=resume.flatten(config_lib.base_config().to_dict()))
 
 
 def finished_result(workdir: Path, step: int) -> dict | None:

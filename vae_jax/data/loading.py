@@ -170,6 +170,7 @@ def _load_splits(
         test_fraction=config.test_fraction,
         num_train=n_train,
         num_test=n_test,
+        skip_bad_images=bool(config.get("skip_bad_images", False)),
     )
     if labels:
       return folder.load_labelled_folder(config.dir, **kwargs)
