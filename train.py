@@ -1,4 +1,7 @@
-"""Trains a VAE: python train.py --config configs/NAME.py --workdir DIR [--config.KEY=VALUE ...]
+"""Trains a VAE: python train.py --config NAME --workdir DIR [--config.KEY=VALUE ...]
+
+NAME is a file of configs/ (e.g. mnist_mlp), or the path of any config file.
+--print_config prints the resolved config as JSON and exits without training.
 
 Rerun the same command to resume from DIR's newest checkpoint (resume rules:
 vae_jax/resume.py; a finished run is left as it is). With no
@@ -23,13 +26,15 @@ _DISTRIBUTED = flags.DEFINE_bool(
 
 
 def main() -> None:
-  config = cli.define_config_flag(str(Path(__file__).parent / "configs" / "default.py"))
-  cli.parse_flags(sys.argv)
+  root = Path(__file__).resolve().parent
+  config = cli.define_config_flag("default", root=root)
+  cli.parse_flags(sys.argv)  # with --print_config, prints the config and exits here
+  workdir = cli.check_workdir(_WORKDIR.value)
+  config = cli.config_value(config)
   if _DISTRIBUTED.value:
     import jax
     jax.distributed.initialize()
-  trainer.train_and_evaluate(cli.config_value(config), _WORKDIR.value,
-                             allow_config_changes=_ALLOW_CHANGES.value)
+  trainer.train_and_evaluate(config, workdir, allow_config_changes=_ALLOW_CHANGES.value)
 
 
 if __name__ == "__main__":

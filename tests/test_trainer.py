@@ -199,3 +199,17 @@ def test_divergence_stops_with_one_clear_error_and_keeps_checkpoints(tmp_path, t
     trainer.train_and_evaluate(tiny_config(num_train_steps=40, learning_rate=1e6), wd,
                                allow_config_changes=True)
   assert checkpointing.Checkpoints(wd).steps() == [10]
+
+
+def test_curves_and_tensorboard_follow_the_metrics(tmp_path, tiny_config):
+  """At each evaluation DIR/curves.png is redrawn; with tensorboard=True every metrics row is
+  also a set of TensorBoard scalars at its step."""
+  from test_curves import read_scalars
+  wd = tmp_path / "run"
+  trainer.train_and_evaluate(tiny_config(eval_every=10, tensorboard=True), wd)
+  assert (wd / "curves.png").is_file()
+  rows = metrics_log.read(wd / "metrics.jsonl")
+  scalars = read_scalars(wd / "tensorboard")
+  for split in ("train", "test"):
+    want = [(r["step"], pytest.approx(r["neg_elbo"], rel=1e-6)) for r in rows if r["split"] == split]
+    assert [(step, value) for step, value in scalars[f"{split}/neg_elbo"]] == want

@@ -62,6 +62,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.keep_checkpoints = 3
   c.num_grid_images = 64
   c.progress_bar = True
+  c.tensorboard = False       # also write TensorBoard event files to DIR/tensorboard (needs tensorboardX)
 
   c.data = ml_collections.ConfigDict()
   c.data.name = "shapes"      # shapes, mnist, fashion_mnist, cifar10, celeb_a, folder

@@ -31,7 +31,7 @@ from vae_jax.errors import UserError
 
 FREE = frozenset({
     "num_train_steps", "log_every", "eval_every", "sample_every", "checkpoint_every",
-    "keep_checkpoints", "num_grid_images", "progress_bar", "log_grad_norm", "evaluators",
+    "keep_checkpoints", "num_grid_images", "progress_bar", "tensorboard", "log_grad_norm", "evaluators",
     "is_nll_k", "is_nll_chunk", "is_nll_num_examples", "active_units_threshold", "eval_batch_size",
     "parallel", "num_devices", "steps_per_call",
 })

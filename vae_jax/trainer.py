@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
 import signal
 import sys
@@ -30,6 +29,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vae_jax import checkpointing
+from vae_jax import curves
 from vae_jax import config as config_lib
 from vae_jax import data
 from vae_jax import evaluators as evaluators_lib
@@ -41,6 +41,7 @@ from vae_jax import model as model_lib
 from vae_jax import parallel
 from vae_jax import resume
 from vae_jax import sampling
+from vae_jax import tensorboard
 from vae_jax import train_step as step_lib
 from vae_jax.errors import UserError
 
@@ -109,6 +110,10 @@ def summary_line(result: dict[str, float]) -> str:
   return ", ".join(parts) + " (nats per image unless bits)"
 
 
+class Aborted(KeyboardInterrupt):
+  """A second Ctrl-C: stop now, without saving (the last checkpoint stays as it was)."""
+
+
 class _StopOnInterrupt:
   """Turns the first Ctrl-C into a request to stop after the current step (a second one aborts).
 
@@ -122,7 +127,7 @@ class _StopOnInterrupt:
 
   def _handle(self, signum, frame):
     if self.requested:
-      raise KeyboardInterrupt
+      raise Aborted
     self.requested = True
     print("\nstopping after this step (Ctrl-C again to abort without saving)", file=sys.stderr,
           flush=True)
@@ -135,6 +140,24 @@ class _StopOnInterrupt:
   def __exit__(self, *exc) -> None:
     if self._previous is not None:
       signal.signal(signal.SIGINT, self._previous)
+
+
+def startup_line(config: ml_collections.ConfigDict, backend: parallel.Backend, start: int) -> str:
+  """What is about to run: model, data, devices, steps."""
+  m = config.model
+  devices = backend.num_devices * jax.process_count()
+  platform = jax.local_devices()[0].platform
+  hosts = f" on {jax.process_count()} hosts" if jax.process_count() > 1 else ""
+  return (f"training {m.name} ({m.likelihood} likelihood, loss {config.loss}) on {config.data.name}: "
+          f"{devices} {platform} device(s){hosts} with {backend.name}, global batch {config.batch_size}, "
+          f"steps {start} -> {config.num_train_steps}; compiling the step first")
+
+
+def closing_line(workdir: Path, step: int, final: dict[str, float]) -> str:
+  """Where everything went, and the final test figures."""
+  return (f"done at step {step}: test {summary_line(final)}; checkpoints in {workdir / 'checkpoints'}, "
+          f"samples in {workdir / 'samples'}, metrics in {workdir / 'metrics.jsonl'} "
+          f"(plotted in {workdir / 'curves.png'})")
 
 
 def check_classes(config: ml_collections.ConfigDict, datasets: data.Datasets) -> None:
@@ -192,21 +215,49 @@ def check_skips(summary: dict[str, float], skip_state, step: int,
         "--config.grad_clip_norm, or raise --config.skip_factor")
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *,
-                       stop_after_step: int | None = None,
-                       allow_config_changes: bool = False) -> dict[str, float]:
-  """Trains (or resumes) in `workdir`; returns the final test metrics.
+@dataclasses.dataclass
+class Run:
+  """What a training run holds fixed once it is set up (`setup`)."""
+  config: ml_collections.ConfigDict
+  workdir: Path
+  model: Any
+  backend: parallel.Backend
+  keys: Keys
+  datasets: data.Datasets
+  evaluators: dict
+  ckpts: checkpointing.Checkpoints
+  log: metrics_log.MetricsLog
+  train_key: jax.Array
+  step_fn: Any  # the compiled train_steps
+  primary: bool
+  tensorboard: tensorboard.TensorBoardLog | None = None  # with config.tensorboard
 
-  Args:
-    stop_after_step: stop (after checkpointing) once this step is reached, as a
-      preempted job would; rerunning resumes. For tests and time-sliced jobs.
-    allow_config_changes: resume even though opt-in keys (`resume.OPT_IN`)
-      differ from the saved config; the changes are recorded.
+  def write(self, record: dict) -> None:
+    """One metrics record: to metrics.jsonl, and to TensorBoard when it is on."""
+    self.log.write(record)
+    if self.tensorboard is not None:
+      self.tensorboard.write(record)
+
+
+@dataclasses.dataclass
+class Loop:
+  """The training loop's state between steps: explicit, passed in and out."""
+  d_state: Any  # TrainState on the devices
+  step: int
+  last_saved: int | None
+  train_s: float = 0.0  # seconds in training steps in this process: no evaluation, grids or checkpoints
+  t_last: float = dataclasses.field(default_factory=time.perf_counter)
+  n_last: int = 0
+  pending: list = dataclasses.field(default_factory=list)  # metrics of steps not yet logged
+
+
+def build(config: ml_collections.ConfigDict, workdir: Path, *, allow_config_changes: bool):
+  """(model, loss_fn, optimizer, backend, keys, evaluators, datasets, changes) with every input checked.
+
+  Everything that can fail on bad input is checked before DIR is touched, and the whole config
+  (names of the model, likelihood, loss, evaluators...) before any data is read or downloaded.
   """
   config_lib.validate(config)
-  workdir = Path(workdir)
-  # Everything that can fail on bad input is checked before DIR is touched, and the whole config
-  # (names of the model, likelihood, loss, evaluators...) before any data is read or downloaded.
   data.validate(config.data)
   image_shape = (config.data.image_size, config.data.image_size, config.data.channels)
   model = model_lib.make_model(config, image_shape)
@@ -221,150 +272,228 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
       batch_size=config.eval_batch_size))
   datasets = data.load_datasets(config.data)  # checks that its images have `image_shape`
   check_classes(config, datasets)
+  return model, loss_fn, optimizer, backend, keys, evaluators, datasets, changes
 
-  params = model_lib.init(model, keys.init, image_shape)
-  state = step_lib.init_state(params, optimizer, config)
+
+def restore_state(ckpts: checkpointing.Checkpoints, state: step_lib.TrainState, train_key: jax.Array):
+  """(state, train_key, data_state, step) from the newest readable checkpoint, or the inputs and
+  (None, None) when there is none."""
+  target = lambda tree: checkpointing.restore_target(tree) if tree is not None else None  # noqa: E731
+  restored = ckpts.restore_train(abstract_params=target(state.params), abstract_opt_state=target(state.opt_state),
+                                 abstract_ema=target(state.ema_params), abstract_skip=target(state.skip))
+  if restored is None:
+    return state, train_key, None, None
+  step, params, opt_state, key_data, data_state, ema, skip = restored
+  state = step_lib.TrainState(step=jnp.asarray(step, jnp.int32), params=params, opt_state=opt_state,
+                              ema_params=ema, skip=skip)
+  return state, jax.random.wrap_key_data(jnp.asarray(key_data)), data_state, step
+
+
+def record_start(run: Run, restored_step: int | None, changes: dict | None) -> None:
+  """metrics.jsonl without rows past the restored step; config.json and its history."""
+  if not run.primary:
+    return
+  path = run.workdir / "metrics.jsonl"
+  metrics_log.drop_after(path, restored_step or 0)  # a new run: rows of an attempt that saved nothing
+  if restored_step is not None and changes:
+    resume.record(run.workdir, run.config, step=restored_step, changes=changes)
+  elif restored_step is None or changes is None:  # a new run, or a run without config.json
+    resume.write_atomically(run.workdir / "config.json", run.config.to_json_best_effort(indent=2) + "\n")
+
+
+def eval_params(run: Run, loop: Loop):
+  """The parameters evaluation and grids use: the EMA when the run keeps one."""
+  return loop.d_state.params if loop.d_state.ema_params is None else loop.d_state.ema_params
+
+
+def save(run: Run, loop: Loop, train_iter) -> None:
+  """Checkpoints the state at `loop.step` (asynchronously), refusing non-finite parameters."""
+  host = jax.device_get(run.backend.unreplicate(loop.d_state))
+  if not all(np.all(np.isfinite(x)) for x in jax.tree.leaves(host.params)):
+    raise UserError(f"parameters are not finite at step {loop.step}; not saving. "
+                    f"{_last_checkpoint(loop.last_saved)}; lower --config.learning_rate or set "
+                    "--config.grad_clip_norm")
+  run.ckpts.save(loop.step, params=host.params, opt_state=host.opt_state, rng=run.train_key,
+                 ema_params=host.ema_params, skip=host.skip, data_state=train_iter.get_state())
+  loop.last_saved = loop.step
+
+
+def evaluate(run: Run, loop: Loop) -> dict[str, float]:
+  """Every evaluator over the test split at `loop.step`; written to metrics.jsonl."""
+  result = evaluators_lib.run_all(run.evaluators, eval_params(run, loop), run.datasets.test, loop.step)
+  run.write({"split": "test", "step": loop.step, **result, "train_s": loop.train_s})
+  if run.primary:
+    try:
+      curves.write_curves(run.workdir / "metrics.jsonl", run.workdir / "curves.png")
+    except OSError as e:  # a plot is not worth stopping a run for
+      print(f"warning: could not write {run.workdir / 'curves.png'}: {e}", file=sys.stderr, flush=True)
+  return result
+
+
+def grids(run: Run, loop: Loop) -> None:
+  if run.primary:
+    write_grids(run.backend.unreplicate(eval_params(run, loop)), run.datasets.test, run.workdir, loop.step,
+                model=run.model, keys=run.keys, num=run.config.num_grid_images)
+
+
+def log_interval(run: Run, loop: Loop) -> dict[str, float]:
+  """Reads the pending steps' metrics (one host sync), writes the train row; stops on divergence."""
+  config = run.config
+  summary = _host_mean(loop.pending, run.backend)
+  loop.pending.clear()
+  skip_stop = None
+  if loop.d_state.skip is not None:
+    skip_stop = check_skips(summary, run.backend.unreplicate(loop.d_state.skip), loop.step, config)
+  now = time.perf_counter()
+  summary["images_per_s"] = (loop.step - loop.n_last) * config.batch_size / (now - loop.t_last)
+  loop.train_s += now - loop.t_last
+  summary["train_s"] = loop.train_s
+  loop.t_last, loop.n_last = now, loop.step
+  run.write({"split": "train", "step": loop.step, **summary})
+  if skip_stop:
+    raise UserError(skip_stop)
+  if not math.isfinite(summary["loss"]) and loop.d_state.skip is None:  # skipping: never applied
+    raise UserError(f"training diverged: loss is {summary['loss']} at step {loop.step}; "
+                    f"{_last_checkpoint(loop.last_saved)}; lower --config.learning_rate or set "
+                    "--config.grad_clip_norm")
+  return summary
+
+
+def show_progress(bar, summary: dict[str, float], step: int, total: int) -> None:
+  bar.set_postfix(loss=f"{summary['loss']:.2f}", img_s=f"{summary['images_per_s']:.0f}")
+  if bar.disable:
+    extra = f" neg_elbo {summary['neg_elbo']:.3f}" if "neg_elbo" in summary else ""
+    print(f"step {step}/{total}: loss {summary['loss']:.3f}{extra} "
+          f"({summary['images_per_s']:.0f} images/s)", file=sys.stderr, flush=True)
+
+
+def dispatch(run: Run, loop: Loop, train_iter, d_train_key, end: int) -> int:
+  """Dispatches the next call's steps (asynchronously); returns the previous step."""
+  config = run.config
+  # Calls end on multiples of steps_per_call, so every call after the first has one shape.
+  n = min(config.steps_per_call - loop.step % config.steps_per_call, end - loop.step)
+  batches = [next(train_iter) for _ in range(n)]
+  rows = parallel.process_slice(config.batch_size)
+  stacked = {k: np.stack([b[k][rows] for b in batches]) for k in batches[0]}
+  loop.d_state, metrics = run.step_fn(loop.d_state, run.backend.shard_batch(stacked, batch_axis=1), d_train_key)
+  loop.pending.append(metrics)
+  prev, loop.step = loop.step, loop.step + n
+  return prev
+
+
+def after_steps(run: Run, loop: Loop, prev: int, end: int, train_iter, bar) -> None:
+  """Logging, evaluation, grids and checkpoints due in (prev, loop.step]."""
+  config, step = run.config, loop.step
+  due = functools.partial(_crossed, prev, step)
+  if due(config.log_every) or step == end:
+    show_progress(bar, log_interval(run, loop), step, config.num_train_steps)
+  bar.update(step - prev)
+  busy = False
+  if due(config.eval_every) and step < config.num_train_steps:
+    evaluate(run, loop)
+    busy = True
+  if due(config.sample_every) and step < config.num_train_steps:
+    grids(run, loop)
+    busy = True
+  if due(config.checkpoint_every) or step == end:
+    save(run, loop, train_iter)
+    busy = True
+  if busy:  # images/s counts training only
+    loop.t_last, loop.n_last = time.perf_counter(), step
+
+
+def train_loop(run: Run, loop: Loop, train_iter, end: int) -> bool:
+  """Steps until `end` or a Ctrl-C; returns whether it was interrupted. A second Ctrl-C raises Aborted."""
+  d_train_key = run.backend.replicate(run.train_key)
+  bar = tqdm(total=run.config.num_train_steps, initial=loop.step, dynamic_ncols=True, unit="step",
+             disable=None if run.config.progress_bar else True, file=sys.stderr)
+  try:
+    with _StopOnInterrupt() as interrupt:
+      while loop.step < end and not interrupt.requested:
+        prev = dispatch(run, loop, train_iter, d_train_key, end)
+        after_steps(run, loop, prev, end, train_iter, bar)
+  finally:
+    bar.close()
+  return interrupt.requested
+
+
+def setup(config: ml_collections.ConfigDict, workdir: Path, *, allow_config_changes: bool):
+  """(run, loop, train_iter) ready to train, or (None, finished result) for a run already done."""
+  model, loss_fn, optimizer, backend, keys, evaluators, datasets, changes = build(
+      config, workdir, allow_config_changes=allow_config_changes)
+  state = step_lib.init_state(model_lib.init(model, keys.init, datasets.image_shape), optimizer, config)
   workdir.mkdir(parents=True, exist_ok=True)
   ckpts = checkpointing.Checkpoints(workdir, max_to_keep=config.keep_checkpoints)
-  restored = ckpts.restore_train(
-      abstract_params=checkpointing.restore_target(state.params),
-      abstract_opt_state=checkpointing.restore_target(state.opt_state),
-      abstract_ema=checkpointing.restore_target(state.ema_params) if state.ema_params is not None else None,
-      abstract_skip=checkpointing.restore_target(state.skip) if state.skip is not None else None)
-  train_key, data_state = keys.train, None
-  if restored is not None:
-    step, params, opt_state, key_data, data_state, ema, skip = restored
-    state = step_lib.TrainState(step=jnp.asarray(step, jnp.int32), params=params, opt_state=opt_state,
-                                ema_params=ema, skip=skip)
-    train_key = jax.random.wrap_key_data(jnp.asarray(key_data))
+  try:
+    state, train_key, data_state, restored = restore_state(ckpts, state, keys.train)
+  except BaseException:
+    ckpts.close()
+    raise
   primary = jax.process_index() == 0
-  if restored is not None:
-    done = finished_result(workdir, step) if step >= config.num_train_steps else None
-    if done is not None:
-      ckpts.close()
-      print(f"the run in {workdir} already finished at step {step} (test {summary_line(done)}); "
-            "nothing to do: raise --config.num_train_steps to train further", file=sys.stderr, flush=True)
-      return done
-    print(f"resuming from step {step} in {ckpts.directory}", file=sys.stderr, flush=True)
-    if primary:
-      metrics_log.drop_after(workdir / "metrics.jsonl", step)
-      if changes:
-        resume.record(workdir, config, step=step, changes=changes)
-  if primary and restored is None:  # a new run: rows of an attempt that saved no checkpoint go
-    metrics_log.drop_after(workdir / "metrics.jsonl", 0)
-  if primary and (restored is None or changes is None):  # a new run, or a run without config.json
-    resume.write_atomically(workdir / "config.json", config.to_json_best_effort(indent=2) + "\n")
-
-  start = int(state.step)
+  step_fn = backend.compile(functools.partial(step_lib.train_steps, loss_fn=loss_fn, model=model,
+                                              config=config, optimizer=optimizer), donate_argnums=(0,))
+  run = Run(config=config, workdir=workdir, model=model, backend=backend, keys=keys, datasets=datasets,
+            evaluators=evaluators, ckpts=ckpts, train_key=train_key, step_fn=step_fn, primary=primary,
+            log=metrics_log.MetricsLog(workdir / "metrics.jsonl", enabled=primary),
+            tensorboard=tensorboard.TensorBoardLog(workdir / "tensorboard", enabled=primary)
+            if config.tensorboard else None)
   train_iter = data.train_iterator(datasets.train, batch_size=config.batch_size, seed=config.seed)
   if data_state is not None:
     train_iter.set_state(data_state)
+  start = int(state.step)
+  loop = Loop(d_state=backend.replicate(state), step=start, last_saved=restored, n_last=start)
+  return run, loop, train_iter, restored, changes
 
-  p_train = backend.compile(
-      functools.partial(step_lib.train_steps, loss_fn=loss_fn, model=model, config=config,
-                        optimizer=optimizer), donate_argnums=(0,))
-  d_state = backend.replicate(state)
-  d_train_key = backend.replicate(train_key)
-  log = metrics_log.MetricsLog(workdir / "metrics.jsonl", enabled=primary)
-  rows = parallel.process_slice(config.batch_size)
-  last_saved = start if restored is not None else None
 
-  def eval_params():  # the EMA when the run keeps one
-    return d_state.params if d_state.ema_params is None else d_state.ema_params
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *,
+                       stop_after_step: int | None = None,
+                       allow_config_changes: bool = False) -> dict[str, float]:
+  """Trains (or resumes) in `workdir`; returns the final test metrics.
 
-  def host_params():
-    return backend.unreplicate(eval_params())
+  Args:
+    stop_after_step: stop (after checkpointing) once this step is reached, as a
+      preempted job would; rerunning resumes. For tests and time-sliced jobs.
+    allow_config_changes: resume even though opt-in keys (`resume.OPT_IN`)
+      differ from the saved config; the changes are recorded.
+  """
+  workdir = Path(workdir)
+  run, loop, train_iter, restored, changes = setup(config, workdir, allow_config_changes=allow_config_changes)
+  try:
+    if restored is not None:
+      done = finished_result(workdir, restored) if restored >= config.num_train_steps else None
+      if done is not None:
+        print(f"the run in {workdir} already finished at step {restored} (test {summary_line(done)}); "
+              "nothing to do: raise --config.num_train_steps to train further", file=sys.stderr, flush=True)
+        return done
+      print(f"resuming from step {restored} in {run.ckpts.directory}", file=sys.stderr, flush=True)
+    record_start(run, restored, changes)
+    print(startup_line(config, run.backend, loop.step), file=sys.stderr, flush=True)
+    return finish(run, loop, train_iter, stop_after_step)
+  except Aborted:
+    print(f"aborted at step {loop.step} without saving; {_last_checkpoint(loop.last_saved)}",
+          file=sys.stderr, flush=True)
+    raise SystemExit(130) from None
+  finally:
+    run.ckpts.close()
+    if run.tensorboard is not None:
+      run.tensorboard.close()
 
-  def save(step: int) -> None:
-    nonlocal last_saved
-    host = jax.device_get(backend.unreplicate(d_state))
-    if not all(np.all(np.isfinite(x)) for x in jax.tree.leaves(host.params)):
-      raise UserError(f"parameters are not finite at step {step}; not saving. "
-                      f"{_last_checkpoint(last_saved)}; lower --config.learning_rate or set "
-                      "--config.grad_clip_norm")
-    ckpts.save(step, params=host.params, opt_state=host.opt_state, rng=train_key,
-               ema_params=host.ema_params, skip=host.skip,
-               data_state=train_iter.get_state())
-    last_saved = step
 
-  def run_eval(step: int, train_s: float) -> dict[str, float]:
-    result = evaluators_lib.run_all(evaluators, eval_params(), datasets.test, step)
-    log.write({"split": "test", "step": step, **result, "train_s": train_s})
-    return result
-
-  total = config.num_train_steps
+def finish(run: Run, loop: Loop, train_iter, stop_after_step: int | None) -> dict[str, float]:
+  """Trains to the end (or `stop_after_step`, or a Ctrl-C), saves, and evaluates a finished run."""
+  total = run.config.num_train_steps
   end = total if stop_after_step is None else min(total, stop_after_step)
-  bar = tqdm(total=total, initial=start, disable=None if config.progress_bar else True,
-             dynamic_ncols=True, unit="step", file=sys.stderr)
-  pending: list = []
-  t_last, n_last = time.perf_counter(), start
-  train_s = 0.0  # seconds in training steps in this process: no evaluation, grids or checkpoints
-  step = start
-  with _StopOnInterrupt() as interrupt:
-    while step < end and not interrupt.requested:
-      # Calls end on multiples of steps_per_call, so every call after the first has one shape.
-      n = min(config.steps_per_call - step % config.steps_per_call, end - step)
-      batches = [next(train_iter) for _ in range(n)]
-      stacked = {k: np.stack([b[k][rows] for b in batches]) for k in batches[0]}
-      d_state, metrics = p_train(d_state, backend.shard_batch(stacked, batch_axis=1), d_train_key)
-      prev, step = step, step + n
-      pending.append(metrics)
-      due = functools.partial(_crossed, prev, step)
-      if due(config.log_every) or step == end:
-        summary = _host_mean(pending, backend)
-        pending.clear()
-        skip_stop = None
-        if d_state.skip is not None:
-          skip_stop = check_skips(summary, backend.unreplicate(d_state.skip), step, config)
-        now = time.perf_counter()
-        summary["images_per_s"] = (step - n_last) * config.batch_size / (now - t_last)
-        train_s += now - t_last
-        summary["train_s"] = train_s
-        t_last, n_last = now, step
-        log.write({"split": "train", "step": step, **summary})
-        if skip_stop:
-          raise UserError(skip_stop)
-        if not math.isfinite(summary["loss"]) and d_state.skip is None:  # skipping: never applied
-          raise UserError(
-              f"training diverged: loss is {summary['loss']} at step {step}; "
-              f"{_last_checkpoint(last_saved)}; lower --config.learning_rate or set "
-              "--config.grad_clip_norm")
-        bar.set_postfix(loss=f"{summary['loss']:.2f}", img_s=f"{summary['images_per_s']:.0f}")
-        if bar.disable:
-          extra = f" neg_elbo {summary['neg_elbo']:.3f}" if "neg_elbo" in summary else ""
-          print(f"step {step}/{total}: loss {summary['loss']:.3f}{extra} "
-                f"({summary['images_per_s']:.0f} images/s)", file=sys.stderr, flush=True)
-      bar.update(n)
-      busy = False
-      if due(config.eval_every) and step < total:
-        run_eval(step, train_s)
-        busy = True
-      if due(config.sample_every) and step < total and primary:
-        write_grids(host_params(), datasets.test, workdir, step, model=model, keys=keys,
-                    num=config.num_grid_images)
-        busy = True
-      if due(config.checkpoint_every) or step == end:
-        save(step)
-        busy = True
-      if busy:  # images/s counts training only
-        t_last, n_last = time.perf_counter(), step
-  if interrupt.requested:
-    bar.close()
-    if step != last_saved:
-      save(step)
-    ckpts.close()
-    print(f"interrupted at step {step}; checkpoint saved in {ckpts.directory}; "
+  interrupted = train_loop(run, loop, train_iter, end)
+  if loop.step != loop.last_saved:
+    save(run, loop, train_iter)
+  if interrupted:
+    run.ckpts.wait()
+    print(f"interrupted at step {loop.step}; checkpoint saved in {run.ckpts.directory}; "
           "rerun the same command to resume", file=sys.stderr, flush=True)
     raise SystemExit(130)
-  bar.close()
-  if step != last_saved:
-    save(step)
-  ckpts.close()
-  if step < total:  # stopped early on purpose: resume later
+  if loop.step < total:  # stopped early on purpose: resume later
     return {}
-  final = run_eval(step, train_s)
-  if primary:
-    write_grids(host_params(), datasets.test, workdir, step, model=model, keys=keys,
-                num=config.num_grid_images)
-  print(f"step {step}: test {summary_line(final)}", file=sys.stderr, flush=True)
+  final = evaluate(run, loop)
+  grids(run, loop)
+  print(closing_line(run.workdir, loop.step, final), file=sys.stderr, flush=True)
   return final
