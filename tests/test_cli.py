@@ -127,6 +127,28 @@ def test_interrupt_and_resume_matches_uninterrupted(tmp_path):
     np.testing.assert_array_equal(x, y)
 
 
+def test_a_second_ctrl_c_aborts_with_one_line(tmp_path):
+  """Two Ctrl-Cs in a row: exit 130, one closing line, no traceback, and a resumable workdir."""
+  args = [*TINY, "--config.num_train_steps=4000", "--config.checkpoint_every=1000"]
+  wd = tmp_path / "run"
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1 "
+             "--xla_backend_optimization_level=0", JAX_PLATFORMS="cpu")
+  proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), f"--workdir={wd}", *args],
+                          cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 120
+  while time.time() < deadline and not (wd / "metrics.jsonl").exists():
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGINT)
+  time.sleep(0.01)
+  proc.send_signal(signal.SIGINT)
+  _, err = proc.communicate(timeout=120)
+  assert proc.returncode == 130, err[-2000:]
+  assert "Traceback" not in err, err[-3000:]
+  closing = [line for line in err.splitlines() if line.startswith(("aborted at step", "interrupted at step"))]
+  assert len(closing) == 1, err[-2000:]
+  run("train.py", f"--workdir={wd}", *args, "--config.num_train_steps=100")  # resumes or restarts
+
+
 # --- bad input: one error line, exit 2, checkpoints untouched -----------------------------------
 
 def write_idx(directory: Path, side: int, n: int = 64) -> None:

@@ -55,3 +55,6 @@ def run_cli(main: Callable[[], None]) -> None:
     main()
   except UserError as e:
     exit_with(str(e))
+  except KeyboardInterrupt:  # Ctrl-C outside the trainer's own handling (e.g. while compiling)
+    print("interrupted", file=sys.stderr, flush=True)
+    raise SystemExit(130) from None

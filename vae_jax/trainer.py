@@ -469,8 +469,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
     record_start(run, restored, changes)
     print(startup_line(config, run.backend, loop.step), file=sys.stderr, flush=True)
     return finish(run, loop, train_iter, stop_after_step)
-  except Aborted:
-    print(f"aborted at step {loop.step} without saving; {_last_checkpoint(loop.last_saved)}",
+  except KeyboardInterrupt:  # a second Ctrl-C (Aborted), or one while saving after the first
+    print(f"aborted at step {loop.step} without saving; the checkpoints in {run.ckpts.directory} are "
+          "as they were (a save cut short is not one of them); rerun the same command to resume",
           file=sys.stderr, flush=True)
     raise SystemExit(130) from None
   finally:
