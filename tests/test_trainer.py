@@ -178,12 +178,20 @@ def test_training_loop_traces_the_step_once(tmp_path, tiny_config, monkeypatch):
   """Across many calls, evaluations and checkpoints, the train step is traced once and the loss
   evaluator (which runs the same loss on masked test batches) once."""
   from vae_jax import losses
+  from vae_jax import train_step as step_lib
   traces = {"train": 0, "eval": 0}
 
   def counting_loss(params, batch, *args, **kwargs):
-    traces["eval" if "mask" in batch else "train"] += 1  # Python side effect: runs only while tracing
+    if "mask" in batch:  # Python side effect: runs only while tracing
+      traces["eval"] += 1
     return losses.elbo_loss(params, batch, *args, **kwargs)
 
+  def counting_steps(*args, **kwargs):
+    traces["train"] += 1
+    return original(*args, **kwargs)
+
+  original = step_lib.train_steps
+  monkeypatch.setattr(step_lib, "train_steps", counting_steps)
   monkeypatch.setitem(losses.LOSSES._entries, "counting", counting_loss)
   trainer.train_and_evaluate(
       tiny_config(loss="counting", steps_per_call=5, num_train_steps=40, eval_every=10,
@@ -213,3 +221,30 @@ def test_curves_and_tensorboard_follow_the_metrics(tmp_path, tiny_config):
   for split in ("train", "test"):
     want = [(r["step"], pytest.approx(r["neg_elbo"], rel=1e-6)) for r in rows if r["split"] == split]
     assert [(step, value) for step, value in scalars[f"{split}/neg_elbo"]] == want
+
+
+def test_no_retrace_for_unaligned_step_counts_or_resume_points(tmp_path, tiny_config, monkeypatch):
+  """42 steps at 5 per call, stopped at 17 and resumed: each process traces the step once (calls of
+  5, 5, 5, 2, then 3, 5, ..., 2), and ends where an uninterrupted run and a one-step-per-call run do."""
+  from vae_jax import train_step as step_lib
+  traces = []
+  original = step_lib.train_steps
+
+  def counting(*args, **kwargs):
+    traces.append(1)
+    return original(*args, **kwargs)
+  monkeypatch.setattr(step_lib, "train_steps", counting)
+  config = tiny_config(num_train_steps=42, steps_per_call=5, log_every=7)
+  wd = tmp_path / "resumed"
+  trainer.train_and_evaluate(config, wd, stop_after_step=17)
+  assert len(traces) == 1
+  traces.clear()
+  trainer.train_and_evaluate(config, wd)
+  assert len(traces) == 1
+  trainer.train_and_evaluate(config, tmp_path / "straight")
+  trainer.train_and_evaluate(tiny_config(num_train_steps=42, steps_per_call=1, log_every=7), tmp_path / "single")
+  resumed = final_params(wd)
+  assert max_abs_diff(resumed, final_params(tmp_path / "straight")) == 0.0
+  assert max_abs_diff(resumed, final_params(tmp_path / "single")) < 2e-5
+  rows = [r["step"] for r in metrics_log.read(wd / "metrics.jsonl") if r["split"] == "train"]
+  assert rows == [10, 15, 17, 25, 30, 35, 42]  # the call that crosses each multiple of 7, and the stops

@@ -117,19 +117,34 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array, *,
                     skip=skip_state), metrics
 
 
-def train_steps(state: TrainState, batches: dict, rng: jax.Array, *,
+def train_steps(state: TrainState, batches: dict, rng: jax.Array, num_steps: jax.Array | None = None, *,
                 axis_name: str | None = None, **step_kwargs) -> tuple[TrainState, dict[str, jax.Array]]:
-  """Several updates in one call: `train_step` scanned over the leading axis of `batches`.
+  """Several updates in one call: `train_step` over the leading axis of `batches`.
 
   Fewer dispatches and host round trips per step (`config.steps_per_call`);
   metrics come back stacked, one row per step. The result is the same as
-  calling `train_step` once per batch. One batch runs without a loop: XLA:CPU
-  runs convolutions inside a while loop about 10x slower (measured with jax
-  0.10), so the conv configs use steps_per_call=1 (README, "Results").
+  calling `train_step` once per batch. With `num_steps` (a traced int, 1 <= n <=
+  the number of batches) only the first n batches are used and the other rows
+  of the metrics are zeros: every call has the same shapes, so a short call (the
+  first after resuming at an unaligned step, the last of a run) is not a new
+  trace. One batch runs without a loop: XLA:CPU runs convolutions inside a while
+  loop about 10x slower (measured with jax 0.10), so the conv configs use
+  steps_per_call=1 (README, "Results").
   """
   def body(s, batch):
     return train_step(s, batch, rng, axis_name=axis_name, **step_kwargs)
-  if jax.tree.leaves(batches)[0].shape[0] == 1:
+  num_batches = jax.tree.leaves(batches)[0].shape[0]
+  if num_batches == 1:
     state, metrics = body(state, jax.tree.map(lambda x: x[0], batches))
     return state, jax.tree.map(lambda x: x[None], metrics)
-  return jax.lax.scan(body, state, batches)
+  if num_steps is None:
+    return jax.lax.scan(body, state, batches)
+  # The first step outside the loop gives the metrics' structure for the output rows.
+  state, first = body(state, jax.tree.map(lambda x: x[0], batches))
+  rows = jax.tree.map(lambda v: jnp.zeros((num_batches, *v.shape), v.dtype).at[0].set(v), first)
+
+  def loop(i, carry):
+    s, out = carry
+    s, m = body(s, jax.tree.map(lambda x: jax.lax.dynamic_index_in_dim(x, i, keepdims=False), batches))
+    return s, jax.tree.map(lambda o, v: jax.lax.dynamic_update_index_in_dim(o, v, i, 0), out, m)
+  return jax.lax.fori_loop(1, num_steps, loop, (state, rows))

@@ -190,13 +190,14 @@ def _crossed(prev: int, step: int, every: int) -> bool:
 
 
 def _host_mean(metric_list: list, backend: parallel.Backend) -> dict[str, float]:
-  """Means over every step of a list of per-call metrics, each [steps_in_call].
+  """Means over every step of a list of (per-call metrics [steps_per_call], steps used in the call).
 
   With update skipping, the means are over the applied steps only (a skipped step's loss may be
   NaN; `skipped` stays the fraction of steps skipped).
   """
-  fetched = jax.device_get([backend.unreplicate(m) for m in metric_list])
-  values = {k: np.concatenate([np.ravel(m[k]) for m in fetched]) for k in fetched[0]}
+  fetched = jax.device_get([backend.unreplicate(m) for m, _ in metric_list])
+  counts = [n for _, n in metric_list]
+  values = {k: np.concatenate([np.ravel(m[k])[:n] for m, n in zip(fetched, counts)]) for k in fetched[0]}
   applied = values["skipped"] == 0 if "skipped" in values else np.ones_like(values["loss"], bool)
   return {k: float(np.mean(v if k == "skipped" or not applied.any() else v[applied]))
           for k, v in values.items()}
@@ -368,15 +369,21 @@ def show_progress(bar, summary: dict[str, float], step: int, total: int) -> None
 
 
 def dispatch(run: Run, loop: Loop, train_iter, d_train_key, end: int) -> int:
-  """Dispatches the next call's steps (asynchronously); returns the previous step."""
+  """Dispatches the next call's steps (asynchronously); returns the previous step.
+
+  Calls end on multiples of steps_per_call (so logging and checkpoints land on them). Every call
+  has steps_per_call batch slots; a short one fills the rest with copies of its last batch, which
+  `train_steps` does not use (`num_steps`), so no call is a new trace.
+  """
   config = run.config
-  # Calls end on multiples of steps_per_call, so every call after the first has one shape.
   n = min(config.steps_per_call - loop.step % config.steps_per_call, end - loop.step)
   batches = [next(train_iter) for _ in range(n)]
+  batches += batches[-1:] * (config.steps_per_call - n)
   rows = parallel.process_slice(config.batch_size)
   stacked = {k: np.stack([b[k][rows] for b in batches]) for k in batches[0]}
-  loop.d_state, metrics = run.step_fn(loop.d_state, run.backend.shard_batch(stacked, batch_axis=1), d_train_key)
-  loop.pending.append(metrics)
+  loop.d_state, metrics = run.step_fn(loop.d_state, run.backend.shard_batch(stacked, batch_axis=1), d_train_key,
+                                      run.backend.replicate(jnp.int32(n)))
+  loop.pending.append((metrics, n))
   prev, loop.step = loop.step, loop.step + n
   return prev
 
