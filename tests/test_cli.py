@@ -56,7 +56,7 @@ def assert_user_error(proc: subprocess.CompletedProcess, *fragments: str) -> Non
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
-  """A tiny run trained through the CLI on 4 devices with pmap."""
+  """A tiny run trained through the CLI on 4 devices (the default jit backend)."""
   wd = tmp_path_factory.mktemp("cli") / "run"
   run("train.py", f"--workdir={wd}", *TINY, devices=4)
   return wd

@@ -82,7 +82,8 @@ class Checkpoints:
     items = dict(
         params=ocp.args.StandardSave(params),
         opt_state=ocp.args.StandardSave(opt_state),
-        rng=ocp.args.StandardSave({"key_data": jax.random.key_data(rng)}),
+        # On the host: Orbax refuses a one-device jax.Array in a multi-process run.
+        rng=ocp.args.StandardSave({"key_data": np.asarray(jax.random.key_data(rng))}),
         step=ocp.args.JsonSave({"step": int(step)}),
         data=ocp.args.JsonSave(data_state),
     )
@@ -149,7 +150,7 @@ class Checkpoints:
         older = steps[-2 - i] if i + 1 < len(steps) else None
         fallback = f"falling back to step {older}" if older is not None else "no older checkpoint"
         moved = ""
-        if move_aside:
+        if move_aside and jax.process_index() == 0:  # one host renames; the others fall back too
           aside = self.directory / f"{step}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}"
           os.replace(self.directory / str(step), aside)
           moved = f"; moved it to {aside.name}"

@@ -19,7 +19,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.num_train_steps = 3000
   c.batch_size = 128          # global: summed over devices (and hosts)
   c.eval_batch_size = 500     # global
-  c.parallel = "pmap"         # "pmap" or "jit" (NamedSharding); same results
+  c.parallel = "jit"          # "jit" (NamedSharding) or "pmap"; same results
   c.num_devices = 0           # 0: all local devices
   c.steps_per_call = 10       # train steps per jitted call (lax.scan): fewer dispatches
 
