@@ -17,6 +17,8 @@ line naming what differs.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import re
 import sys
@@ -61,17 +63,34 @@ def tree_difference(saved: Any, target: Any, limit: int = 3) -> str:
   return "; ".join(diffs[:limit]) + more
 
 
+class _DropOrbaxErrors(logging.Filter):
+  """Orbax logs each failed background write with a traceback, once per thread (hundreds of lines
+  for one full disk). Every such failure reaches `Checkpoints` as an exception and is reported as
+  one line, so these log records are dropped."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not (record.levelno >= logging.ERROR and "orbax" in record.pathname)
+
+
+_ORBAX_FILTER = _DropOrbaxErrors()
+
+
 class Checkpoints:
   """A CheckpointManager over DIR/checkpoints with the items above."""
 
   def __init__(self, workdir: str | os.PathLike, *, max_to_keep: int = 3, read_only: bool = False):
     self.directory = Path(workdir).absolute() / "checkpoints"
+    for handler in logging.getLogger().handlers:  # absl's handler sits on the root logger
+      if _ORBAX_FILTER not in handler.filters:
+        handler.addFilter(_ORBAX_FILTER)
+    logging.getLogger("absl").addFilter(_ORBAX_FILTER)
     if read_only:
       options = ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0)
     else:
       options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
                                              enable_async_checkpointing=True)
     self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=ITEMS)
+    self._failed = ""  # the message of a failed write, once there is one
 
   def steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
@@ -90,14 +109,39 @@ class Checkpoints:
     for name, tree in (("ema_params", ema_params), ("skip", skip)):
       if tree is not None:
         items[name] = ocp.args.StandardSave(tree)
-    self._manager.save(step, args=ocp.args.Composite(**items), force=True)
+    with self._write_errors():
+      self._manager.save(step, args=ocp.args.Composite(**items), force=True)
+
+  @contextlib.contextmanager
+  def _write_errors(self):
+    """A failed write (a full disk, lost permissions), here or in an earlier asynchronous save,
+    becomes one UserError; the checkpoints already finished are intact."""
+    try:
+      yield
+    except UserError:
+      raise
+    except Exception as e:  # Orbax re-raises a background failure as many types
+      if self._failed:
+        raise UserError(self._failed) from None
+      self._failed = (f"could not write a checkpoint in {self.directory} ({one_line(e)}); free space or "
+                      "fix permissions, then rerun the command to resume from the newest finished one")
+      raise UserError(self._failed) from None
 
   def wait(self) -> None:
-    self._manager.wait_until_finished()
+    with self._write_errors():
+      self._manager.wait_until_finished()
 
   def close(self) -> None:
-    self._manager.wait_until_finished()
-    self._manager.close()
+    """Waits for the last save and closes; after a failed write, only closes (no second error)."""
+    try:
+      if not self._failed:
+        self.wait()
+    finally:
+      try:
+        self._manager.close()
+      except Exception:  # the failure is already reported
+        if not self._failed:
+          raise
 
   def _untargeted_args(self, step: int) -> ocp.args.Composite:
     """Restore args for every item the step has, as saved (no target shapes)."""

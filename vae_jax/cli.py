@@ -180,4 +180,9 @@ def check_workdir(path: str | os.PathLike) -> Path:
   if not os.access(existing, os.W_OK | os.X_OK):
     what = f" cannot be created{where}" if where else ""
     raise UserError(f"--workdir={path}{what} is not writable; pass a writable directory")
+  for sub in ("checkpoints", "samples"):  # what a run writes into, when they exist already
+    inner = workdir / sub
+    if inner.is_dir() and not os.access(inner, os.W_OK | os.X_OK):
+      raise UserError(f"--workdir={path}: {inner} is not writable; fix its permissions or pass "
+                      "another --workdir")
   return workdir

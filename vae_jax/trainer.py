@@ -452,6 +452,22 @@ def setup(config: ml_collections.ConfigDict, workdir: Path, *, allow_config_chan
   return run, loop, train_iter, restored, changes
 
 
+def complete_outputs(run: Run, loop: Loop) -> str:
+  """For a finished run, the final grids and curves a process killed after its last test row did
+  not write: writes what is missing; says what it wrote ('' if nothing was)."""
+  if not run.primary:
+    return ""
+  wrote = []
+  samples = run.workdir / "samples"
+  if not all((samples / f"step_{loop.step:07d}_{kind}.png").exists() for kind in ("prior", "recon")):
+    grids(run, loop)
+    wrote.append("the final sample grids")
+  if not (run.workdir / "curves.png").exists():
+    curves.write_curves(run.workdir / "metrics.jsonl", run.workdir / "curves.png")
+    wrote.append("curves.png")
+  return f"wrote the missing {' and '.join(wrote)}" if wrote else ""
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *,
                        stop_after_step: int | None = None,
                        allow_config_changes: bool = False) -> dict[str, float]:
@@ -469,8 +485,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
     if restored is not None:
       done = finished_result(workdir, restored) if restored >= config.num_train_steps else None
       if done is not None:
+        made_good = complete_outputs(run, loop)
         print(f"the run in {workdir} already finished at step {restored} (test {summary_line(done)}); "
-              "nothing to do: raise --config.num_train_steps to train further", file=sys.stderr, flush=True)
+              f"{made_good or 'nothing to do'}: raise --config.num_train_steps to train further",
+              file=sys.stderr, flush=True)
         return done
       print(f"resuming from step {restored} in {run.ckpts.directory}", file=sys.stderr, flush=True)
     record_start(run, restored, changes)
