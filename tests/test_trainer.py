@@ -248,3 +248,26 @@ def test_no_retrace_for_unaligned_step_counts_or_resume_points(tmp_path, tiny_co
   assert max_abs_diff(resumed, final_params(tmp_path / "single")) < 2e-5
   rows = [r["step"] for r in metrics_log.read(wd / "metrics.jsonl") if r["split"] == "train"]
   assert rows == [10, 15, 17, 25, 30, 35, 42]  # the call that crosses each multiple of 7, and the stops
+
+
+def test_each_train_row_is_read_after_the_next_call_is_dispatched(tmp_path, tiny_config, monkeypatch):
+  """The host waits for step t's metrics only once the call after it is running (or at the end)."""
+  calls, reads = [], []
+  dispatch, host_mean = trainer.dispatch, trainer._host_mean
+
+  def counting_dispatch(*args, **kwargs):
+    calls.append(1)
+    return dispatch(*args, **kwargs)
+
+  def recording_mean(metrics, backend):
+    reads.append((len(calls), sum(n for _, n in metrics)))
+    return host_mean(metrics, backend)
+  monkeypatch.setattr(trainer, "dispatch", counting_dispatch)
+  monkeypatch.setattr(trainer, "_host_mean", recording_mean)
+  trainer.train_and_evaluate(tiny_config(num_train_steps=50, steps_per_call=10, log_every=10,
+                                         checkpoint_every=30), tmp_path / "run")
+  # rows at 10, 20 read after calls 2, 3; the row at 30 at once (a checkpoint is due); 40 after
+  # call 5; 50 at the end. Each row covers the 10 steps since the last.
+  assert reads == [(2, 10), (3, 10), (3, 10), (5, 10), (5, 10)]
+  rows = [r["step"] for r in metrics_log.read(tmp_path / "run" / "metrics.jsonl") if r["split"] == "train"]
+  assert rows == [10, 20, 30, 40, 50]

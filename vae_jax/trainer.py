@@ -249,7 +249,8 @@ class Loop:
   train_s: float = 0.0  # seconds in training steps in this process: no evaluation, grids or checkpoints
   t_last: float = dataclasses.field(default_factory=time.perf_counter)
   n_last: int = 0
-  pending: list = dataclasses.field(default_factory=list)  # metrics of steps not yet logged
+  pending: list = dataclasses.field(default_factory=list)  # (metrics, steps) of calls not yet logged
+  log_due: int | None = None  # the step of a train row whose metrics are still to be read
 
 
 def build(config: ml_collections.ConfigDict, workdir: Path, *, allow_config_changes: bool):
@@ -337,27 +338,38 @@ def grids(run: Run, loop: Loop) -> None:
                 model=run.model, keys=run.keys, num=run.config.num_grid_images)
 
 
-def log_interval(run: Run, loop: Loop) -> dict[str, float]:
-  """Reads the pending steps' metrics (one host sync), writes the train row; stops on divergence."""
+def log_interval(run: Run, loop: Loop, step: int, metrics: list) -> dict[str, float]:
+  """Reads `metrics`, the calls up to `step` (one host sync), writes the train row; stops on divergence."""
   config = run.config
-  summary = _host_mean(loop.pending, run.backend)
-  loop.pending.clear()
+  summary = _host_mean(metrics, run.backend)
   skip_stop = None
-  if loop.d_state.skip is not None:
-    skip_stop = check_skips(summary, run.backend.unreplicate(loop.d_state.skip), loop.step, config)
+  if loop.d_state.skip is not None:  # never deferred: the state is still that of `step`
+    skip_stop = check_skips(summary, run.backend.unreplicate(loop.d_state.skip), step, config)
   now = time.perf_counter()
-  summary["images_per_s"] = (loop.step - loop.n_last) * config.batch_size / (now - loop.t_last)
+  summary["images_per_s"] = (step - loop.n_last) * config.batch_size / (now - loop.t_last)
   loop.train_s += now - loop.t_last
   summary["train_s"] = loop.train_s
-  loop.t_last, loop.n_last = now, loop.step
-  run.write({"split": "train", "step": loop.step, **summary})
+  loop.t_last, loop.n_last = now, step
+  run.write({"split": "train", "step": step, **summary})
   if skip_stop:
     raise UserError(skip_stop)
   if not math.isfinite(summary["loss"]) and loop.d_state.skip is None:  # skipping: never applied
-    raise UserError(f"training diverged: loss is {summary['loss']} at step {loop.step}; "
+    raise UserError(f"training diverged: loss is {summary['loss']} at step {step}; "
                     f"{_last_checkpoint(loop.last_saved)}; lower --config.learning_rate or set "
                     "--config.grad_clip_norm")
   return summary
+
+
+def flush_log(run: Run, loop: Loop, bar, *, keep_last: bool) -> None:
+  """Writes the train row due at `loop.log_due`, from every pending call but (with `keep_last`)
+  the one dispatched after it: reading step t's metrics after step t+1 is dispatched keeps the
+  devices busy while the host waits."""
+  if loop.log_due is None:
+    return
+  upto = len(loop.pending) - (1 if keep_last else 0)
+  metrics, loop.pending = loop.pending[:upto], loop.pending[upto:]
+  step, loop.log_due = loop.log_due, None
+  show_progress(bar, log_interval(run, loop, step, metrics), step, run.config.num_train_steps)
 
 
 def show_progress(bar, summary: dict[str, float], step: int, total: int) -> None:
@@ -393,8 +405,11 @@ def after_steps(run: Run, loop: Loop, prev: int, end: int, train_iter, bar) -> N
   config, step = run.config, loop.step
   due = functools.partial(_crossed, prev, step)
   if due(config.log_every) or step == end:
-    show_progress(bar, log_interval(run, loop), step, config.num_train_steps)
+    loop.log_due = step
   bar.update(step - prev)
+  if (step == end or loop.d_state.skip is not None or due(config.checkpoint_every)
+      or (step < config.num_train_steps and (due(config.eval_every) or due(config.sample_every)))):
+    flush_log(run, loop, bar, keep_last=False)  # before the state moves on, or at the end
   busy = False
   if due(config.eval_every) and step < config.num_train_steps:
     evaluate(run, loop)
@@ -418,7 +433,9 @@ def train_loop(run: Run, loop: Loop, train_iter, end: int) -> bool:
     with _StopOnInterrupt() as interrupt:
       while loop.step < end and not interrupt.requested:
         prev = dispatch(run, loop, train_iter, d_train_key, end)
+        flush_log(run, loop, bar, keep_last=True)  # the previous call's row, read now
         after_steps(run, loop, prev, end, train_iter, bar)
+    flush_log(run, loop, bar, keep_last=False)  # stopped by Ctrl-C just after a row was due
   finally:
     bar.close()
   return interrupt.requested
