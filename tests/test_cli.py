@@ -95,11 +95,8 @@ def test_sample_restores_params_only(trained, tmp_path):
   assert (tmp_path / "s.png").exists()
 
 
-def test_interrupt_and_resume_matches_uninterrupted(tmp_path):
-  """Ctrl-C saves a checkpoint; rerunning the command finishes with identical parameters."""
-  args = [*TINY, "--config.num_train_steps=400", "--config.checkpoint_every=1000"]
-  run("train.py", f"--workdir={tmp_path / 'straight'}", *args)
-  wd = tmp_path / "interrupted"
+def start_training(wd: Path, args: list[str]) -> subprocess.Popen:
+  """train.py in the background on one device, returned once it has written its first metrics row."""
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1 "
              "--xla_backend_optimization_level=0", JAX_PLATFORMS="cpu")
   proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), f"--workdir={wd}", *args],
@@ -107,6 +104,15 @@ def test_interrupt_and_resume_matches_uninterrupted(tmp_path):
   deadline = time.time() + 120
   while time.time() < deadline and not (wd / "metrics.jsonl").exists():
     time.sleep(0.05)
+  return proc
+
+
+def test_interrupt_and_resume_matches_uninterrupted(tmp_path):
+  """Ctrl-C saves a checkpoint; rerunning the command finishes with identical parameters."""
+  args = [*TINY, "--config.num_train_steps=400", "--config.checkpoint_every=1000"]
+  run("train.py", f"--workdir={tmp_path / 'straight'}", *args)
+  wd = tmp_path / "interrupted"
+  proc = start_training(wd, args)
   proc.send_signal(signal.SIGINT)
   _, err = proc.communicate(timeout=120)
   if proc.returncode == 0:
@@ -131,13 +137,7 @@ def test_a_second_ctrl_c_aborts_with_one_line(tmp_path):
   """Two Ctrl-Cs in a row: exit 130, one closing line, no traceback, and a resumable workdir."""
   args = [*TINY, "--config.num_train_steps=4000", "--config.checkpoint_every=1000"]
   wd = tmp_path / "run"
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1 "
-             "--xla_backend_optimization_level=0", JAX_PLATFORMS="cpu")
-  proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), f"--workdir={wd}", *args],
-                          cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
-  deadline = time.time() + 120
-  while time.time() < deadline and not (wd / "metrics.jsonl").exists():
-    time.sleep(0.05)
+  proc = start_training(wd, args)
   proc.send_signal(signal.SIGINT)
   time.sleep(0.01)
   proc.send_signal(signal.SIGINT)

@@ -144,3 +144,16 @@ def test_the_cli_refusal_is_one_line(tmp_path):
   run("train.py", f"--workdir={wd}", *TINY, "--config.num_train_steps=30", "--config.learning_rate=0.01",
       "--allow_config_changes")
   assert json.loads((wd / "config.json").read_text())["num_train_steps"] == 30
+
+
+def test_what_a_killed_process_left_of_its_atomic_writes_is_removed(wd):
+  """Temporary files of the run's own writes (a kill between writing and renaming) go on the next
+  start; any other file stays."""
+  left = [wd / ".curves.png.4242.tmp", wd / "config.json.tmp", wd / "metrics.jsonl.tmp",
+          wd / "samples" / ".step_0000020_prior.png.0a1b2c.tmp"]
+  mine = [wd / "notes.tmp", wd / "samples" / "mine.png"]
+  for path in left + mine:
+    path.write_bytes(b"x")
+  trainer.train_and_evaluate(tiny_config(num_train_steps=20), wd)  # finished: a no-op otherwise
+  assert not [p for p in left if p.exists()]
+  assert all(p.exists() for p in mine)

@@ -469,6 +469,18 @@ def setup(config: ml_collections.ConfigDict, workdir: Path, *, allow_config_chan
   return run, loop, train_iter, restored, changes
 
 
+# Temporary files the run's own atomic writes use (curves, grids, config.json, metrics.jsonl),
+# left behind only when a process is killed between writing one and renaming it into place.
+_TEMPORARIES = (".curves.png.*.tmp", "config.json.tmp", "metrics.jsonl.tmp", "samples/.*.png.*.tmp")
+
+
+def remove_temporaries(workdir: Path) -> None:
+  """Deletes what a killed process left of the run's atomic writes (never anything else)."""
+  for pattern in _TEMPORARIES:
+    for path in workdir.glob(pattern):
+      path.unlink(missing_ok=True)
+
+
 def complete_outputs(run: Run, loop: Loop) -> str:
   """For a finished run, the final grids and curves a process killed after its last test row did
   not write: writes what is missing; says what it wrote ('' if nothing was)."""
@@ -498,6 +510,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
   """
   workdir = Path(workdir)
   run, loop, train_iter, restored, changes = setup(config, workdir, allow_config_changes=allow_config_changes)
+  if run.primary:
+    remove_temporaries(workdir)
   try:
     if restored is not None:
       done = finished_result(workdir, restored) if restored >= config.num_train_steps else None

@@ -319,21 +319,17 @@ def load_folder(
   module doc.
   """
   root, paths = _find_paths(directory)
-  select = functools.partial(
-      _select,
-      test_fraction=test_fraction,
-      num_train=num_train,
-      num_test=num_test,
-  )
-  _, _, train, test, _ = _load_selected(
-      root,
-      paths,
-      select,
-      size=size,
-      channels=channels,
-      skip_bad_images=skip_bad_images,
-  )
+  _, _, train, test, _ = _load_split(
+      root, paths, size=size, channels=channels, test_fraction=test_fraction,
+      num_train=num_train, num_test=num_test, skip_bad_images=skip_bad_images)
   return train, test
+
+
+def _load_split(root, paths, *, test_fraction: float, num_train: int, num_test: int, **decode):
+  """`_load_selected` with the split of `_select` (test fraction and limits)."""
+  select = functools.partial(_select, test_fraction=test_fraction, num_train=num_train,
+                             num_test=num_test)
+  return _load_selected(root, paths, select, **decode)
 
 
 def load_labelled_folder(
@@ -355,20 +351,9 @@ def load_labelled_folder(
   """
   root, paths = _find_paths(directory)
   class_labels(root, paths)  # Fail on a bad layout before decoding.
-  select = functools.partial(
-      _select,
-      test_fraction=test_fraction,
-      num_train=num_train,
-      num_test=num_test,
-  )
-  train, test, train_images, test_images, bad = _load_selected(
-      root,
-      paths,
-      select,
-      size=size,
-      channels=channels,
-      skip_bad_images=skip_bad_images,
-  )
+  train, test, train_images, test_images, bad = _load_split(
+      root, paths, size=size, channels=channels, test_fraction=test_fraction,
+      num_train=num_train, num_test=num_test, skip_bad_images=skip_bad_images)
   label_of, class_names = class_labels(
       root, [p for p in paths if p not in bad]
   )
