@@ -72,7 +72,19 @@ class _DropOrbaxErrors(logging.Filter):
     return not (record.levelno >= logging.ERROR and "orbax" in record.pathname)
 
 
+class _DropOrphanedReadErrors(logging.Filter):
+  """When a damaged checkpoint fails to read, Orbax abandons its other TensorStore reads; when
+  those tasks are garbage-collected asyncio logs "Task exception was never retrieved" with a
+  traceback (whether it does depends on GC timing). The failure is already reported as one line."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    message = str(record.msg)
+    return not (message.startswith(("Task exception was never retrieved",
+                                    "Future exception was never retrieved")))
+
+
 _ORBAX_FILTER = _DropOrbaxErrors()
+_ORPHAN_FILTER = _DropOrphanedReadErrors()
 
 
 class Checkpoints:
@@ -84,6 +96,7 @@ class Checkpoints:
       if _ORBAX_FILTER not in handler.filters:
         handler.addFilter(_ORBAX_FILTER)
     logging.getLogger("absl").addFilter(_ORBAX_FILTER)
+    logging.getLogger("asyncio").addFilter(_ORPHAN_FILTER)
     if read_only:
       options = ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0)
     else:
