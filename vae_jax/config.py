@@ -29,6 +29,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.kl_warmup_steps = 0       # beta_elbo: beta grows linearly from 0 over these steps
   c.kl_free_bits = 0.0        # elbo/beta_elbo: nats per latent group not penalised (batch mean; 0 = off)
   c.iwae_k = 5                # iwae: importance samples per example
+  c.gan_r1_gamma = 0.0        # gan: weight of the R1 penalty on the discriminator (0 = off)
 
   # Evaluation (vae_jax/evaluators/): run at eval_every and at the end, on the whole test split.
   c.evaluators = ("loss",)    # loss (the configured objective), elbo, is_nll, active_units
@@ -37,12 +38,26 @@ def base_config() -> ml_collections.ConfigDict:
   c.is_nll_num_examples = 0   # is_nll: the first N test examples (0 = all), for cheap curves
   c.active_units_threshold = 0.01  # active_units: Cov_x(E_q[z_u]) above this counts (Burda et al.)
 
+  # Sample quality (vae_jax/evaluators/sample_quality.py): fid, kid, precision_recall, class_coverage.
+  c.quality = ml_collections.ConfigDict()
+  c.quality.features = "judge"   # judge (the dataset's classifier, trained on first use) or inception
+  c.quality.judge_dir = ""       # "" = the dataset's cache folder ($VAE_JAX_CACHE/judges/...)
+  c.quality.judge_steps = 6000   # the training steps of a judge trained on first use
+  c.quality.num_samples = 10000  # generated images per evaluation
+  c.quality.mode = "mean"        # mean: the likelihood's mean (as displayed); sample: drawn from p(x|z)
+  c.quality.temperature = 1.0
+  c.quality.kid_subsets = 100
+  c.quality.kid_subset_size = 1000
+  c.quality.pr_k = 3             # precision/recall: the k of the k-NN balls (Kynkaanniemi et al.)
+
   # Optimizer (vae_jax/train_step.py).
   c.optimizer = "adam"        # adam, adamw, sgd
   c.learning_rate = 1e-3
   c.lr_schedule = "constant"  # constant or cosine (with lr_warmup_steps)
   c.lr_warmup_steps = 0
   c.weight_decay = 0.0        # adamw only
+  c.adam_b1 = 0.9             # adam/adamw moment decays (DCGAN: b1 = 0.5)
+  c.adam_b2 = 0.999
   c.grad_clip_norm = 0.0      # 0: no clipping
   c.log_grad_norm = False     # log the global gradient norm (cost 3-11% of an MNIST MLP CPU step)
 
@@ -106,6 +121,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.blocks_per_res = (2, 2, 2)  # hvae: top-down blocks (latent groups) per resolution
   c.model.enc_blocks_per_res = (1, 1, 1)  # hvae: bottom-up residual blocks per resolution
   c.model.z_channels = 4              # hvae: channels of each latent group's map
+  c.model.gan_width = 64              # dcgan: the discriminator's first width (the generator's last)
+  c.model.gan_norm = "layer"          # dcgan: generator normalisation, layer or none
   return c
 
 
@@ -128,4 +145,11 @@ def validate(c: ml_collections.ConfigDict) -> None:
   _require(c.is_nll_num_examples >= 0, f"is_nll_num_examples must be >= 0, got {c.is_nll_num_examples}")
   for key in ("iwae_k", "is_nll_k", "is_nll_chunk"):
     _require(c[key] >= 1, f"{key} must be >= 1, got {c[key]}; set --config.{key}=N")
+  q = c.quality
+  _require(q.features in ("judge", "inception"),
+           f"quality.features must be judge or inception, got {q.features!r}")
+  _require(q.mode in ("mean", "sample"), f"quality.mode must be mean or sample, got {q.mode!r}")
+  for key in ("num_samples", "kid_subsets", "kid_subset_size", "pr_k", "judge_steps"):
+    _require(q[key] >= 1 + (key == "num_samples"), f"quality.{key} must be >= {1 + (key == 'num_samples')}, "
+             f"got {q[key]}; set --config.quality.{key}=N")
   # `data.*` values are checked by vae_jax.data.loading.validate, where they are used.

@@ -2,12 +2,22 @@
 
   python -m vae_jax.evaluate --workdir DIR --metrics is_nll,elbo --k 5000 [--num_examples N]
       --output FILE.json
+  python -m vae_jax.evaluate --workdir DIR --metrics fid,kid,precision_recall,class_coverage
+      --features judge|inception --num_samples N --output FILE.json
+
+or compares two folders of images, as the reference FID tools do:
+
+  python -m vae_jax.evaluate --fid_dirs DIR_A DIR_B --features inception [--output FILE.json]
 
 Restores the newest readable checkpoint's parameters (the EMA parameters when
 the run kept them), uses every local device, and writes one JSON object with
 `step`, `num_examples`, `k`, `params` ("raw" or "ema"), `metrics`, every
 evaluator's figures (e.g. `is_nll`, `is_nll_stderr`, `neg_elbo`,
-`bits_per_dim`), `wall_s` and `device`. The test binarisation and draws are
+`bits_per_dim`; `fid`, `kid`, `kid_std`, `precision`, `recall`,
+`class_entropy`, `class_coverage`, `cond_accuracy`, `quality_num_samples`),
+`features` with the feature network's info (the judge's test accuracy),
+`wall_s` and `device`. `--features judge` trains the dataset's judge on first
+use (vae_jax/features/dataset_judge.py) and reuses it after. The test binarisation and draws are
 the run's own (its seed's evaluation key, each example's index), so figures
 match the run's metrics.jsonl and each other.
 """
@@ -35,6 +45,17 @@ _CHUNK = flags.DEFINE_integer("chunk", None, "is_nll: samples per jitted call (m
 _NUM = flags.DEFINE_integer("num_examples", 0, "the first N test examples; 0 = all", lower_bound=0)
 _BATCH = flags.DEFINE_integer("batch_size", None, "global evaluation batch (default: the run's)", lower_bound=1)
 _OUTPUT = flags.DEFINE_string("output", None, "write the results here as JSON")
+_FEATURES = flags.DEFINE_enum("features", None, ["judge", "inception"],
+                              "fid/kid/precision_recall/class_coverage: the feature network "
+                              "(default: the run's quality.features)")
+_NUM_SAMPLES = flags.DEFINE_integer("num_samples", None, "sample-quality metrics: generated images "
+                                    "(default: the run's quality.num_samples)", lower_bound=2)
+_JUDGE_DIR = flags.DEFINE_string("judge_dir", None, "--features judge: the judge's folder (default: the "
+                                 "dataset's cache folder, trained there on first use)")
+_JUDGE_STEPS = flags.DEFINE_integer("judge_steps", None, "--features judge: training steps of a judge trained "
+                                   "on first use (default: the run's quality.judge_steps)", lower_bound=1)
+_FID_DIRS = flags.DEFINE_list("fid_dirs", None, "DIR_A DIR_B (or DIR_A,DIR_B): compare two image folders "
+                              "instead of a run (fid, kid, precision, recall)")
 
 
 def _check_output(path: str | None) -> Path | None:
@@ -56,7 +77,7 @@ def _write_json(path: Path, record: dict) -> None:
 
 
 def evaluate_run(workdir: str | Path, metrics: list[str], *, k: int | None = None, chunk: int | None = None,
-                 num_examples: int = 0, batch_size: int | None = None) -> dict:
+                 num_examples: int = 0, batch_size: int | None = None, quality: dict | None = None) -> dict:
   """Runs `metrics` on the run in `workdir`; returns the JSON record."""
   import jax  # after flag parsing: slow to import
   from vae_jax import data, evaluators, inference, losses, parallel, trainer
@@ -70,6 +91,7 @@ def evaluate_run(workdir: str | Path, metrics: list[str], *, k: int | None = Non
   if batch_size is not None:
     config.eval_batch_size = batch_size
   config.data.num_test_examples = num_examples
+  config.quality.update({key: value for key, value in (quality or {}).items() if value is not None})
   config.is_nll_num_examples = 0  # --num_examples governs every evaluator here
   backend = parallel.make_backend(config.parallel, config.num_devices)
   trainer.check_divisible(config, backend)
@@ -80,27 +102,78 @@ def evaluate_run(workdir: str | Path, metrics: list[str], *, k: int | None = Non
   chosen = evaluators.make_evaluators(metrics, setup)
   t0 = time.perf_counter()
   results = evaluators.run_all(chosen, backend.replicate(run.params), test, run.step)
+  quality_names = set(metrics) & set(evaluators.SAMPLE_QUALITY_NAMES)
+  features = {"features": config.quality.features} if quality_names else {}
   return {"workdir": str(workdir), "step": run.step, "params": run.params_kind, "metrics": list(metrics),
-          "k": int(config.is_nll_k), "num_examples": len(test), **results,
+          "k": int(config.is_nll_k), "num_examples": len(test), **features, **results,
           "wall_s": time.perf_counter() - t0, "device": f"{jax.device_count()} x {jax.devices()[0].device_kind}"}
+
+
+def compare_folders(dirs: list[str], features: str, judge_dir: str | None) -> dict:
+  """The --fid_dirs record: metrics between the two folders with the chosen feature network."""
+  import jax
+  from vae_jax import config as config_lib
+  from vae_jax.evaluators import folder_quality
+  from vae_jax.features import judge as judge_lib
+  from vae_jax.features.extractors import InceptionPoolFeatures, JudgeFeatures
+  t0 = time.perf_counter()
+  if features == "judge":
+    if not judge_dir:
+      raise UserError("--fid_dirs with --features judge needs --judge_dir, a judge trained by "
+                      "python -m vae_jax.judge (or use --features inception)")
+    network = JudgeFeatures.from_judge(judge_lib.load_judge(judge_dir))
+    channels = int(network.judge.info["image_shape"][-1])
+  else:
+    network, channels = InceptionPoolFeatures(), 3
+  record = folder_quality.compare_folders(dirs[0], dirs[1], network, channels=channels,
+                                          quality_config=config_lib.base_config().quality)
+  return {"fid_dirs": dirs, "features": features, **record, **network.info(),
+          "wall_s": time.perf_counter() - t0, "device": f"{jax.device_count()} x {jax.devices()[0].device_kind}"}
+
+
+def _join_fid_dirs(argv: list[str]) -> list[str]:
+  """`--fid_dirs A B` -> `--fid_dirs=A,B` (absl lists are comma-separated)."""
+  argv = list(argv)
+  for i, arg in enumerate(argv):
+    if arg == "--fid_dirs" and i + 2 < len(argv) and not argv[i + 2].startswith("-"):
+      return argv[:i] + [f"--fid_dirs={argv[i + 1]},{argv[i + 2]}"] + argv[i + 3:]
+  return argv
+
+
+def _print_record(record: dict, output: Path | None) -> None:
+  from vae_jax import trainer
+  if "fid_dirs" in record:
+    print(f"{record['fid_dirs'][0]} vs {record['fid_dirs'][1]} ({record['num_images_a']} and "
+          f"{record['num_images_b']} images, {record['features']} features): fid {record['fid']:.3f}, "
+          f"kid {record['kid']:.5f} +- {record['kid_std']:.5f}, precision {record['precision']:.3f}, "
+          f"recall {record['recall']:.3f}")
+  else:
+    print(f"step {record['step']} of {_WORKDIR.value} ({record['params']} params, "
+          f"{record['num_examples']} test examples, k={record['k']}): {trainer.summary_line(record)}")
+  if output is not None:
+    _write_json(output, record)
+    print(f"wrote {output}")
 
 
 def main() -> None:
   logging.set_verbosity(logging.ERROR)
-  cli.parse_flags(sys.argv)
+  cli.parse_flags(_join_fid_dirs(sys.argv))
+  output = _check_output(_OUTPUT.value)
+  if _FID_DIRS.value is not None:
+    if len(_FID_DIRS.value) != 2 or _WORKDIR.value:
+      raise UserError("--fid_dirs takes exactly two folders, DIR_A DIR_B, and no --workdir")
+    record = compare_folders(_FID_DIRS.value, _FEATURES.value or "inception", _JUDGE_DIR.value)
+    _print_record(record, output)
+    return
   if not _WORKDIR.value:
     raise UserError("--workdir is required: the run directory train.py wrote")
   if not _METRICS.value:
     raise UserError("--metrics is empty; name at least one, e.g. --metrics is_nll,elbo")
-  output = _check_output(_OUTPUT.value)
+  quality = {"features": _FEATURES.value, "num_samples": _NUM_SAMPLES.value, "judge_dir": _JUDGE_DIR.value,
+             "judge_steps": _JUDGE_STEPS.value}
   record = evaluate_run(_WORKDIR.value, _METRICS.value, k=_K.value, chunk=_CHUNK.value,
-                        num_examples=_NUM.value, batch_size=_BATCH.value)
-  from vae_jax import trainer
-  print(f"step {record['step']} of {_WORKDIR.value} ({record['params']} params, "
-        f"{record['num_examples']} test examples, k={record['k']}): {trainer.summary_line(record)}")
-  if output is not None:
-    _write_json(output, record)
-    print(f"wrote {output}")
+                        num_examples=_NUM.value, batch_size=_BATCH.value, quality=quality)
+  _print_record(record, output)
 
 
 def main_interruptible() -> None:

@@ -33,11 +33,11 @@ FREE = frozenset({
     "num_train_steps", "log_every", "eval_every", "sample_every", "checkpoint_every",
     "keep_checkpoints", "num_grid_images", "progress_bar", "tensorboard", "log_grad_norm", "evaluators",
     "is_nll_k", "is_nll_chunk", "is_nll_num_examples", "active_units_threshold", "eval_batch_size",
-    "parallel", "num_devices", "steps_per_call",
+    "parallel", "num_devices", "steps_per_call", "quality",
 })
 OPT_IN = frozenset({
     "learning_rate", "lr_warmup_steps", "weight_decay", "loss", "beta", "kl_warmup_steps",
-    "kl_free_bits", "iwae_k", "skip_quantile", "skip_factor", "max_consecutive_skips",
+    "kl_free_bits", "iwae_k", "gan_r1_gamma", "adam_b1", "adam_b2", "skip_quantile", "skip_factor", "max_consecutive_skips",
     "data.dir", "data.tfds_data_dir",
 })
 CONFIG_FILE = "config.json"
@@ -67,7 +67,7 @@ def changed_keys(saved: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[
 
 def _fixed(key: str, saved: dict[str, Any], new: dict[str, Any], base_keys) -> bool:
   """Whether a change of `key` makes the checkpoint or the data order unfit."""
-  if key in FREE:
+  if key in FREE or key.split(".")[0] in FREE:
     return False
   if key == "ema_decay":  # a different decay is a new schedule; on <-> off changes the items
     return _on(saved, key) != _on(new, key)
@@ -91,7 +91,7 @@ def check(saved: dict[str, Any], new: dict[str, Any], *, workdir: Path, allow_ch
   saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
   changes = changed_keys(saved, new)
   fixed = [k for k in changes if _fixed(k, saved, new, defaults)]
-  opt_in = [k for k in changes if k not in fixed and k not in FREE]
+  opt_in = [k for k in changes if k not in fixed and k not in FREE and k.split(".")[0] not in FREE]
   if not fixed and (allow_changes or not opt_in):
     return changes
   listed = "; ".join(f"{k}: {_show(changes[k][0])} -> {_show(changes[k][1])}" for k in fixed + opt_in)

@@ -88,10 +88,13 @@ def grid_labels(model, num: int) -> jax.Array | None:
 
 def write_grids(params, test_source, workdir: Path, step: int, *, model,
                 keys: Keys, num: int) -> None:
-  """DIR/samples/step_N_{prior,recon}.png: prior samples, and test images beside reconstructions."""
+  """DIR/samples/step_N_{prior,recon}.png: prior samples, and test images beside reconstructions
+  (for a model with an encoder)."""
   out = workdir / "samples"
   x = sampling.prior_samples(params, keys.sample, 1.0, model=model, num=num, y=grid_labels(model, num))
   images.save_grid(np.asarray(x), out / f"step_{step:07d}_prior.png")
+  if not model.has_encoder:
+    return
   n = min(num // 2, len(test_source))
   originals, labels = gather_examples(test_source, np.arange(n))
   recon = np.asarray(sampling.reconstructions(params, originals, model=model, y=labels))
@@ -101,13 +104,18 @@ def write_grids(params, test_source, workdir: Path, step: int, *, model,
 
 _SUMMARY_KEYS = ("neg_elbo", "recon", "kl", "neg_iwae", "is_nll", "is_nll_stderr", "bits_per_dim",
                  "is_nll_bits_per_dim", "active_units")
+_QUALITY_KEYS = ("fid", "kid", "precision", "recall", "class_coverage", "cond_accuracy", "d_loss", "g_loss",
+                 "d_real", "d_fake")
 
 
 def summary_line(result: dict[str, float]) -> str:
   """The headline test figures that `result` has, e.g. 'neg_elbo 97.39, recon 70.07, kl 27.32, ...'."""
   parts = [f"{k} {result[k]:.4f}" if "bits" in k else f"{k} {result[k]:.2f}"
            for k in _SUMMARY_KEYS if k in result]
-  return ", ".join(parts) + " (nats per image unless bits)"
+  quality = [f"{k} {result[k]:.4g}" for k in _QUALITY_KEYS if k in result]
+  if not parts:
+    return ", ".join(quality)
+  return ", ".join(parts) + " (nats per image unless bits)" + "".join(f", {q}" for q in quality)
 
 
 class Aborted(KeyboardInterrupt):
@@ -148,7 +156,8 @@ def startup_line(config: ml_collections.ConfigDict, backend: parallel.Backend, s
   devices = backend.num_devices * jax.process_count()
   platform = jax.local_devices()[0].platform
   hosts = f" on {jax.process_count()} hosts" if jax.process_count() > 1 else ""
-  return (f"training {m.name} ({m.likelihood} likelihood, loss {config.loss}) on {config.data.name}: "
+  parts = f"loss {config.loss}" if config.loss == "gan" else f"{m.likelihood} likelihood, loss {config.loss}"
+  return (f"training {m.name} ({parts}) on {config.data.name}: "
           f"{devices} {platform} device(s){hosts} with {backend.name}, global batch {config.batch_size}, "
           f"steps {start} -> {config.num_train_steps}; compiling the step first")
 

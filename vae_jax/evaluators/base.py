@@ -94,5 +94,23 @@ def run_all(evaluators: dict[str, Callable], params, source, step: int) -> dict[
 
 
 def make_evaluators(names, setup: EvalSetup) -> dict[str, Callable]:
-  """{name: evaluator} for the registered names (or 'module:Class') in `names`."""
-  return {name: EVALUATORS.get(name)(setup) for name in names}
+  """{name: evaluator} for the registered names (or 'module:Class') in `names`.
+
+  A class with `takes_names = True` is built once, as `cls(setup, names)`, for all the names that
+  select it (e.g. fid and kid share one set of generated samples); it appears under the first.
+  """
+  chosen: dict[str, Callable] = {}
+  grouped: dict[type, list[str]] = {}
+  for name in names:
+    cls = EVALUATORS.get(name)
+    if getattr(cls, "takes_names", False):
+      if cls not in grouped:
+        grouped[cls] = []
+        chosen[name] = cls
+      grouped[cls].append(name)
+    else:
+      chosen[name] = cls(setup)
+  for name, cls in chosen.items():
+    if cls in grouped:
+      chosen[name] = cls(setup, grouped[cls])
+  return chosen
