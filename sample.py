@@ -2,6 +2,12 @@
 
   python sample.py --workdir DIR --num_samples 64 --output samples.png [--seed S] [--temperature T]
       [--reconstructions recon.png] [--interpolations interp.png] [--label N]
+      [--candidates 4096 --keep_by judge|elbo|realism]
+
+With --candidates M, M prior samples are drawn and the best --num_samples of
+them kept, best first (vae_jax/keep_best.py): by the judge's confidence, by
+the model's own ELBO of the sample, or by the realism score against the test
+split's features (--features judge|inception).
 
 Every argument and output path is checked before anything is written: a bad one is
 one line `error: ...` and exit status 2, with no file written. Outputs are PNG
@@ -16,7 +22,7 @@ from pathlib import Path
 from absl import flags, logging
 from PIL import Image
 
-from vae_jax import cli, images, inference, sampling
+from vae_jax import cli, images, inference, keep_best, sampling
 from vae_jax.errors import UserError, run_cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "a run directory written by train.py")
@@ -39,7 +45,13 @@ _INTERP_ROWS = flags.DEFINE_integer("interpolation_rows", 8, "pairs of test imag
 _INTERP_STEPS = flags.DEFINE_integer("interpolation_steps", 10, "images per row", lower_bound=2)
 _LABEL = flags.DEFINE_integer("label", None, "conditional models: draw every sample of this class; "
                               "without it, column j of the grid is class j", lower_bound=0)
-
+_CANDIDATES = flags.DEFINE_integer("candidates", 0, "draw this many prior samples and keep the best "
+                                  "--num_samples of them (0: no selection)", lower_bound=0)
+_KEEP_BY = flags.DEFINE_enum("keep_by", "judge", keep_best.KEEP_BY, "with --candidates: the score to keep by")
+_FEATURES = flags.DEFINE_enum("features", None, ["judge", "inception"], "--keep_by judge or realism: the "
+                              "feature network (default: the run's quality.features)")
+_JUDGE_DIR = flags.DEFINE_string("judge_dir", None, "the judge's folder (default: the dataset's cache "
+                                 "folder, trained there on first use)")
 
 _OUTPUT_FLAGS = {"output": _OUTPUT, "reconstructions": _RECON, "interpolations": _INTERP}
 
@@ -60,15 +72,49 @@ def output_paths() -> dict[str, Path]:
 def make_grids(run: inference.Trained, paths: dict[str, Path]) -> list[tuple[Path, Image.Image]]:
   """(path, image) for each output, all computed (and every argument checked) before any is written."""
   temperature = inference.parse_temperatures(run, _TEMPERATURE.value, _GROUP_TEMPERATURES.value)
-  grids = [(paths["output"], inference.prior_sample_grid(
-      run, num=_NUM.value, seed=_SEED.value, temperature=temperature, mode=_MODE.value,
-      label=_LABEL.value))]
+  if _CANDIDATES.value:
+    grids = [(paths["output"], best_of_candidates(run, temperature))]
+  else:
+    grids = [(paths["output"], inference.prior_sample_grid(
+        run, num=_NUM.value, seed=_SEED.value, temperature=temperature, mode=_MODE.value,
+        label=_LABEL.value))]
   if "reconstructions" in paths:
     grids.append((paths["reconstructions"], inference.reconstruction_grid(run, num=_NUM_RECON.value)))
   if "interpolations" in paths:
     grids.append((paths["interpolations"], inference.interpolation_grid(
         run, num_rows=_INTERP_ROWS.value, num_steps=_INTERP_STEPS.value)))
   return grids
+
+
+def check_candidates(run: inference.Trained) -> None:
+  """Refuses a --candidates request that cannot work, before anything is computed."""
+  if _CANDIDATES.value < _NUM.value:
+    raise UserError(f"--candidates {_CANDIDATES.value} must be at least --num_samples {_NUM.value}")
+  if _LABEL.value is not None:
+    raise UserError("--candidates draws the classes in turn; it does not take --label")
+  if _KEEP_BY.value == "elbo" and not run.model.has_encoder:
+    raise UserError(f"--keep_by elbo needs a VAE; {run.config.model.name} has no encoder "
+                    "(use --keep_by judge or realism)")
+  if _KEEP_BY.value == "judge" and (_FEATURES.value or "judge") != "judge":
+    raise UserError("--keep_by judge scores with the judge; leave out --features inception")
+
+
+def best_of_candidates(run: inference.Trained, temperature) -> Image.Image:
+  """The grid of the best --num_samples of --candidates prior samples, best first."""
+  from vae_jax import data
+  from vae_jax.features.extractors import FEATURES
+  candidates, labels = keep_best.draw_candidates(run, _CANDIDATES.value, seed=_SEED.value,
+                                                 temperature=temperature, mode=_MODE.value)
+  network = test = None
+  if _KEEP_BY.value != "elbo":
+    features = "judge" if _KEEP_BY.value == "judge" else (_FEATURES.value or run.config.quality.features)
+    network = FEATURES.get(features)(run.config.data, _JUDGE_DIR.value or run.config.quality.judge_dir or None,
+                                     judge_steps=int(run.config.quality.judge_steps))
+    test = data.load_datasets(run.config.data).test if _KEEP_BY.value == "realism" else None
+  scores = keep_best.scores(_KEEP_BY.value, run, candidates, labels, network=network, test_source=test,
+                            seed=_SEED.value)
+  kept, _ = keep_best.keep_top(candidates, scores, _NUM.value)
+  return images.grid_image(kept / 255.0)
 
 
 def main() -> None:
@@ -78,6 +124,8 @@ def main() -> None:
     raise UserError("--workdir is required: the run directory train.py wrote")
   paths = output_paths()
   run = inference.load_trained(_WORKDIR.value)
+  if _CANDIDATES.value:
+    check_candidates(run)
   written = images.write_images(make_grids(run, paths))
   print(f"step {run.step} of {_WORKDIR.value}: wrote {', '.join(map(str, written))}")
 

@@ -28,6 +28,8 @@ PANELS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
   ("negative ELBO", "nats", ("train/neg_elbo", "test/neg_elbo", "test/is_nll",
                              "train/neg_iwae", "test/neg_iwae")),
   ("KL", "nats", ("train/kl", "test/kl")),
+  ("GAN losses", "nats", ("train/d_loss", "train/g_loss")),
+  ("sample quality", "FID", ("test/fid",)),
   ("throughput", "images/s", ("train/images_per_s",)),
 )
 

@@ -175,3 +175,6 @@ def iwae_loss(params, batch, rng, step, *, model, config):
 def get_loss_fn(config: ml_collections.ConfigDict) -> LossFn:
   """The loss named by `config.loss`: a registered name or 'module:function'."""
   return LOSSES.get(config.loss)
+
+
+from vae_jax import gan_loss  # noqa: E402,F401  registers "gan" (it builds on batch_mean and split_keys)

@@ -45,9 +45,9 @@ def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransform
   else:
     raise UserError(f"unknown lr_schedule {config.lr_schedule!r}; valid: constant, cosine")
   if config.optimizer == "adam":
-    opt = optax.adam(lr)
+    opt = optax.adam(lr, b1=config.adam_b1, b2=config.adam_b2)
   elif config.optimizer == "adamw":
-    opt = optax.adamw(lr, weight_decay=config.weight_decay)
+    opt = optax.adamw(lr, b1=config.adam_b1, b2=config.adam_b2, weight_decay=config.weight_decay)
   elif config.optimizer == "sgd":
     opt = optax.sgd(lr, momentum=0.9)
   else:

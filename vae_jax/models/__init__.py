@@ -5,6 +5,7 @@ subclass, and its line below.
 """
 
 from vae_jax.models.base import (MODELS, Generated, Inference, LatentGroup, LatentModel)
+from vae_jax.models.dcgan import DCGAN
 from vae_jax.models.hvae import HVAE
 from vae_jax.models.ladder import Ladder
 from vae_jax.models.vae import VAE
@@ -12,5 +13,6 @@ from vae_jax.models.vae import VAE
 MODELS.register("vae")(VAE)
 MODELS.register("ladder")(Ladder)
 MODELS.register("hvae")(HVAE)
+MODELS.register("dcgan")(DCGAN)
 
-__all__ = ["MODELS", "Generated", "Inference", "LatentGroup", "LatentModel", "VAE", "Ladder", "HVAE"]
+__all__ = ["MODELS", "Generated", "Inference", "LatentGroup", "LatentModel", "VAE", "Ladder", "HVAE", "DCGAN"]

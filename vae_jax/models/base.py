@@ -103,6 +103,8 @@ def one_hot(y: jax.Array | None, num_classes: int) -> jax.Array | None:
 class LatentModel(nn.Module):
   """Base class; see the module doc. Subclasses set `likelihood` and the methods."""
 
+  has_encoder = True  # False (a GAN): no encode/infer, so no reconstructions or likelihood evaluators
+
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict,
                   image_shape: tuple[int, int, int]) -> "LatentModel":
