@@ -42,7 +42,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.quality = ml_collections.ConfigDict()
   c.quality.features = "judge"   # judge (the dataset's classifier, trained on first use) or inception
   c.quality.judge_dir = ""       # "" = the dataset's cache folder ($VAE_JAX_CACHE/judges/...)
-  c.quality.judge_steps = 6000   # the training steps of a judge trained on first use
+  c.quality.judge_steps = 4000   # the training steps of a judge trained on first use
   c.quality.num_samples = 10000  # generated images per evaluation
   c.quality.mode = "mean"        # mean: the likelihood's mean (as displayed); sample: drawn from p(x|z)
   c.quality.temperature = 1.0

@@ -21,7 +21,7 @@ from vae_jax import cli
 from vae_jax.errors import run_cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "the judge's folder (default: the dataset's cache folder)")
-_STEPS = flags.DEFINE_integer("steps", 6000, "training steps", lower_bound=1)
+_STEPS = flags.DEFINE_integer("steps", 4000, "training steps", lower_bound=1)
 _BATCH = flags.DEFINE_integer("batch_size", 128, "training batch size", lower_bound=1)
 _LR = flags.DEFINE_float("learning_rate", 2e-3, "peak learning rate (cosine decay)", lower_bound=0.0)
 _SEED = flags.DEFINE_integer("seed", 0, "the judge's seed")
