@@ -271,3 +271,18 @@ def test_each_train_row_is_read_after_the_next_call_is_dispatched(tmp_path, tiny
   assert reads == [(2, 10), (3, 10), (3, 10), (5, 10), (5, 10)]
   rows = [r["step"] for r in metrics_log.read(tmp_path / "run" / "metrics.jsonl") if r["split"] == "train"]
   assert rows == [10, 20, 30, 40, 50]
+
+
+def test_max_train_s_ends_the_run_at_the_budget_with_its_final_evaluation(tmp_path, capsys):
+  from conftest import tiny_config
+  config = tiny_config(num_train_steps=10**6, max_train_s=4.0, steps_per_call=1, log_every=10**6,
+                       checkpoint_every=10**6)
+  final = trainer.train_and_evaluate(config, tmp_path / "run")
+  rows = metrics_log.read(tmp_path / "run" / "metrics.jsonl")
+  train = [r for r in rows if r["split"] == "train"]
+  last_test = [r for r in rows if r["split"] == "test"][-1]
+  assert 0 < last_test["step"] < 10**6 and final["neg_elbo"] == last_test["neg_elbo"]
+  # The last steps get a row (no log was due), whose training time is just past the budget.
+  assert train[-1]["step"] == last_test["step"] and 4.0 <= train[-1]["train_s"] < 6.0
+  assert "reached max_train_s=4" in capsys.readouterr().err
+  assert checkpointing.Checkpoints(tmp_path / "run", read_only=True).steps()[-1] == last_test["step"]

@@ -256,6 +256,7 @@ class Loop:
   step: int
   last_saved: int | None
   train_s: float = 0.0  # seconds in training steps in this process: no evaluation, grids or checkpoints
+  out_of_time: float = 0.0  # the seconds trained when config.max_train_s was reached (0: not yet)
   t_last: float = dataclasses.field(default_factory=time.perf_counter)
   n_last: int = 0
   pending: list = dataclasses.field(default_factory=list)  # (metrics, steps) of calls not yet logged
@@ -433,17 +434,28 @@ def after_steps(run: Run, loop: Loop, prev: int, end: int, train_iter, bar) -> N
     loop.t_last, loop.n_last = time.perf_counter(), step
 
 
+def out_of_time(run: Run, loop: Loop) -> bool:
+  """Whether this process has trained `max_train_s` seconds (training steps only); sets loop.out_of_time."""
+  budget, used = run.config.max_train_s, loop.train_s + (time.perf_counter() - loop.t_last)
+  if budget > 0 and used >= budget:
+    loop.out_of_time = used
+  return loop.out_of_time > 0
+
+
 def train_loop(run: Run, loop: Loop, train_iter, end: int) -> bool:
   """Steps until `end` or a Ctrl-C; returns whether it was interrupted. A second Ctrl-C raises Aborted."""
   d_train_key = run.backend.replicate(run.train_key)
+  loop.t_last = time.perf_counter()  # training time starts here (compiling the step counts)
   bar = tqdm(total=run.config.num_train_steps, initial=loop.step, dynamic_ncols=True, unit="step",
              disable=None if run.config.progress_bar else True, file=sys.stderr)
   try:
     with _StopOnInterrupt() as interrupt:
-      while loop.step < end and not interrupt.requested:
+      while loop.step < end and not interrupt.requested and not out_of_time(run, loop):
         prev = dispatch(run, loop, train_iter, d_train_key, end)
         flush_log(run, loop, bar, keep_last=True)  # the previous call's row, read now
         after_steps(run, loop, prev, end, train_iter, bar)
+    if loop.out_of_time and loop.pending:  # the budget's last steps get their row
+      loop.log_due = loop.step
     flush_log(run, loop, bar, keep_last=False)  # stopped by Ctrl-C just after a row was due
   finally:
     bar.close()
@@ -497,7 +509,8 @@ def complete_outputs(run: Run, loop: Loop) -> str:
     return ""
   wrote = []
   samples = run.workdir / "samples"
-  if not all((samples / f"step_{loop.step:07d}_{kind}.png").exists() for kind in ("prior", "recon")):
+  kinds = ("prior", "recon") if run.model.has_encoder else ("prior",)
+  if not all((samples / f"step_{loop.step:07d}_{kind}.png").exists() for kind in kinds):
     grids(run, loop)
     wrote.append("the final sample grids")
   if not (run.workdir / "curves.png").exists():
@@ -549,6 +562,8 @@ def finish(run: Run, loop: Loop, train_iter, stop_after_step: int | None) -> dic
   """Trains to the end (or `stop_after_step`, or a Ctrl-C), saves, and evaluates a finished run."""
   total = run.config.num_train_steps
   end = total if stop_after_step is None else min(total, stop_after_step)
+  if run.config.max_train_s > 0 and jax.process_count() > 1:  # clocks differ: processes would part ways
+    raise UserError("max_train_s is for one process; in a multi-host run set num_train_steps instead")
   interrupted = train_loop(run, loop, train_iter, end)
   if loop.step != loop.last_saved:
     save(run, loop, train_iter)
@@ -557,8 +572,11 @@ def finish(run: Run, loop: Loop, train_iter, stop_after_step: int | None) -> dic
     print(f"interrupted at step {loop.step}; checkpoint saved in {run.ckpts.directory}; "
           "rerun the same command to resume", file=sys.stderr, flush=True)
     raise SystemExit(130)
-  if loop.step < total:  # stopped early on purpose: resume later
+  if loop.step < total and not loop.out_of_time:  # stopped early on purpose: resume later
     return {}
+  if loop.out_of_time:
+    print(f"stopped at step {loop.step}: {loop.out_of_time:.0f} s of training reached max_train_s="
+          f"{run.config.max_train_s:g}", file=sys.stderr, flush=True)
   final = evaluate(run, loop)
   grids(run, loop)
   print(closing_line(run.workdir, loop.step, final), file=sys.stderr, flush=True)
