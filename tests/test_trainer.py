@@ -286,3 +286,15 @@ def test_max_train_s_ends_the_run_at_the_budget_with_its_final_evaluation(tmp_pa
   assert train[-1]["step"] == last_test["step"] and 4.0 <= train[-1]["train_s"] < 6.0
   assert "reached max_train_s=4" in capsys.readouterr().err
   assert checkpointing.Checkpoints(tmp_path / "run", read_only=True).steps()[-1] == last_test["step"]
+
+
+def test_train_s_of_a_test_row_counts_the_steps_since_the_last_train_row(tmp_path):
+  from conftest import tiny_config
+  # Evaluations every 4 steps, train rows every 10: an evaluation's train_s must still grow.
+  config = tiny_config(num_train_steps=12, steps_per_call=1, log_every=10, eval_every=4, checkpoint_every=100)
+  trainer.train_and_evaluate(config, tmp_path / "run")
+  rows = metrics_log.read(tmp_path / "run" / "metrics.jsonl")
+  test_s = [r["train_s"] for r in rows if r["split"] == "test"]
+  train = {r["step"]: r["train_s"] for r in rows if r["split"] == "train"}
+  assert len(test_s) == 3 and 0 < test_s[0] < test_s[1] < test_s[2]
+  assert test_s[1] <= train[10] <= test_s[2]

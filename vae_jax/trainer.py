@@ -257,10 +257,19 @@ class Loop:
   last_saved: int | None
   train_s: float = 0.0  # seconds in training steps in this process: no evaluation, grids or checkpoints
   out_of_time: float = 0.0  # the seconds trained when config.max_train_s was reached (0: not yet)
-  t_last: float = dataclasses.field(default_factory=time.perf_counter)
-  n_last: int = 0
+  t_last: float = dataclasses.field(default_factory=time.perf_counter)  # start of the unbanked stretch
+  interval_s: float = 0.0  # training seconds since the last train row
+  n_last: int = 0  # the step of the last train row
   pending: list = dataclasses.field(default_factory=list)  # (metrics, steps) of calls not yet logged
   log_due: int | None = None  # the step of a train row whose metrics are still to be read
+
+
+def bank_train_time(loop: Loop) -> None:
+  """Adds the training seconds since `t_last` to `train_s` and the interval; the clock goes on."""
+  now = time.perf_counter()
+  loop.train_s += now - loop.t_last
+  loop.interval_s += now - loop.t_last
+  loop.t_last = now
 
 
 def build(config: ml_collections.ConfigDict, workdir: Path, *, allow_config_changes: bool):
@@ -333,7 +342,7 @@ def save(run: Run, loop: Loop, train_iter) -> None:
 def evaluate(run: Run, loop: Loop) -> dict[str, float]:
   """Every evaluator over the test split at `loop.step`; written to metrics.jsonl."""
   result = evaluators_lib.run_all(run.evaluators, eval_params(run, loop), run.datasets.test, loop.step)
-  run.write({"split": "test", "step": loop.step, **result, "train_s": loop.train_s})
+  run.write({"split": "test", "step": loop.step, **result, "train_s": loop.train_s})  # banked just before
   if run.primary:
     try:
       curves.write_curves(run.workdir / "metrics.jsonl", run.workdir / "curves.png")
@@ -355,11 +364,10 @@ def log_interval(run: Run, loop: Loop, step: int, metrics: list) -> dict[str, fl
   skip_stop = None
   if loop.d_state.skip is not None:  # never deferred: the state is still that of `step`
     skip_stop = check_skips(summary, run.backend.unreplicate(loop.d_state.skip), step, config)
-  now = time.perf_counter()
-  summary["images_per_s"] = (step - loop.n_last) * config.batch_size / (now - loop.t_last)
-  loop.train_s += now - loop.t_last
+  bank_train_time(loop)
+  summary["images_per_s"] = (step - loop.n_last) * config.batch_size / max(loop.interval_s, 1e-9)
   summary["train_s"] = loop.train_s
-  loop.t_last, loop.n_last = now, step
+  loop.interval_s, loop.n_last = 0.0, step
   run.write({"split": "train", "step": step, **summary})
   if skip_stop:
     raise UserError(skip_stop)
@@ -420,6 +428,8 @@ def after_steps(run: Run, loop: Loop, prev: int, end: int, train_iter, bar) -> N
   if (step == end or loop.d_state.skip is not None or due(config.checkpoint_every)
       or (step < config.num_train_steps and (due(config.eval_every) or due(config.sample_every)))):
     flush_log(run, loop, bar, keep_last=False)  # before the state moves on, or at the end
+    jax.block_until_ready(loop.d_state.step)  # the steps are done (no row may have read them)
+    bank_train_time(loop)  # what follows is not training
   busy = False
   if due(config.eval_every) and step < config.num_train_steps:
     evaluate(run, loop)
@@ -430,8 +440,8 @@ def after_steps(run: Run, loop: Loop, prev: int, end: int, train_iter, bar) -> N
   if due(config.checkpoint_every) or step == end:
     save(run, loop, train_iter)
     busy = True
-  if busy:  # images/s counts training only
-    loop.t_last, loop.n_last = time.perf_counter(), step
+  if busy:  # train_s and images/s count training only
+    loop.t_last = time.perf_counter()
 
 
 def out_of_time(run: Run, loop: Loop) -> bool:
