@@ -128,6 +128,7 @@ def table(records: list[dict], dataset: str) -> str:
       groups.setdefault((r["model"], r["budget_s"]), []).append(r)
   for (model, budget), rs in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
     cells = [_mean_std([r.get(k) for r in rs]) for k in FIGURES]
+    cells[8] = f"{np.mean([r.get('steps') or 0 for r in rs]):.0f}"
     failures = sum(bool(r.get("diverged")) for r in rs), sum(bool(r.get("collapsed")) for r in rs)
     lines.append(f"| {model} | {budget / 60:g} min | {len(rs)} | {cells[8]} | {cells[0]} | {cells[1]} | "
                  f"{cells[2]} | {cells[3]} | {cells[4]} | {cells[5]} | {cells[6]} | {cells[7]} | "

@@ -97,6 +97,10 @@ def ensure_judge(data_config: ml_collections.ConfigDict, directory: str | os.Pat
       raise UserError(f"the judge in {directory} was trained on images {judge.info['image_shape']}, "
                       f"this data has {expected}; name another --judge_dir")
     return judge
+  import jax
+  if jax.process_count() > 1:  # every process would train its own into one folder
+    raise UserError(f"no judge in {directory}; in a multi-host run train it first, in one process: "
+                    f"python -m vae_jax.judge --config NAME --workdir {directory}")
   judge = train_for_dataset(data_config, settings or judge_lib.TrainSettings(), log=log)
   judge_lib.save_judge(judge, directory)
   log(f"saved the judge in {directory}")
