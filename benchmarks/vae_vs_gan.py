@@ -12,7 +12,7 @@ the first --is_nll_examples test images). It writes OUT/report.md (a table
 per dataset: mean ± std over seeds), OUT/results.json (every run), and
 OUT/<dataset>_curves.png (judge-FID, precision and recall against training
 seconds). Runs are skipped when their workdir already holds a finished run,
-so an interrupted report resumes. Run it on a quiet machine: a wall-clock
+so an interrupted report resumes; the report covers every finished run under OUT. Run it on a quiet machine: a wall-clock
 budget measures the machine as much as the model.
 
 Failures are counted per run: `diverged` (train.py failed, or a non-finite
@@ -186,13 +186,17 @@ def main() -> None:
         for model in args.models.split(","):
           records.append(one_run(dataset, model, budget, seed, args))
           (out / "results.json").write_text(json.dumps(records, indent=2) + "\n")
+  # The report covers every finished run under OUT (earlier invocations' too, e.g. other seeds).
+  records = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*/benchmark.json"))]
+  (out / "results.json").write_text(json.dumps(records, indent=2) + "\n")
   import jax
   header = (f"# VAE vs GAN\n\n{jax.device_count()} x {jax.devices()[0].device_kind}, {os.cpu_count()} CPU cores; "
             f"judge-FID etc. on {args.num_samples} samples against the whole test split; IS-NLL k = "
             f"{args.is_nll_k} on the first {args.is_nll_examples} test images.\n")
-  report = header + "".join(table(records, d) for d in args.datasets.split(","))
+  datasets = sorted({r["dataset"] for r in records}, key=lambda d: d != "mnist")
+  report = header + "".join(table(records, d) for d in datasets)
   (out / "report.md").write_text(report + "\n")
-  for dataset in args.datasets.split(","):
+  for dataset in datasets:
     plot(records, dataset, out / f"{dataset}_curves.png")
   print(report)
 

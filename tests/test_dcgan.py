@@ -115,3 +115,17 @@ def test_train_resume_sample_and_the_refusals_of_a_gan(tmp_path):
                 f"--reconstructions={tmp_path / 'r.png'}", check=False)
   assert refused.returncode == 2 and "no encoder" in refused.stderr and "Traceback" not in refused.stderr
   assert not (tmp_path / "t.png").exists()
+
+
+def test_pmap_and_jit_train_a_gan_to_the_same_parameters(tmp_path):
+  from vae_jax import inference, trainer
+  params = {}
+  for parallel, n in [("jit", 1), ("pmap", 2), ("jit", 2)]:
+    wd = tmp_path / f"{parallel}{n}"
+    trainer.train_and_evaluate(tiny_config(**GAN, parallel=parallel, num_devices=n, num_train_steps=4,
+                                           batch_size=8), wd)
+    params[(parallel, n)] = jax.device_get(inference.load_trained(wd).params)
+  ref = params[("jit", 1)]
+  for key, p in params.items():
+    diff = max(float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(p), jax.tree.leaves(ref)))
+    assert diff < 2e-5, (key, diff)

@@ -93,7 +93,7 @@ def mnist_judge():
   from vae_jax.data.idx import load_idx_dir, load_idx_labels
   train_x, test_x = load_idx_dir(SHARED_DATA / "mnist")
   train_y, test_y = load_idx_labels(SHARED_DATA / "mnist", num_train=len(train_x), num_test=len(test_x))
-  judge = judge_lib.train_judge(train_x, train_y, 10, judge_lib.TrainSettings(steps=300), log=lambda s: None)
+  judge = judge_lib.train_judge(train_x, train_y, 10, judge_lib.TrainSettings(steps=150), log=lambda s: None)
   return judge, test_x, test_y
 
 
@@ -110,7 +110,7 @@ def _blurred(x, radius):
 def test_judge_fid_is_small_between_real_halves_and_grows_with_noise_and_blur(mnist_judge):
   judge, test_x, _ = mnist_judge
   order = np.random.default_rng(0).permutation(len(test_x))  # the test set's halves differ in writers
-  a, b = test_x[order[:5000]], test_x[order[5000:]]
+  a, b = test_x[order[:3000]], test_x[order[3000:6000]]
   fa = judge.features(a)
   base = sm.fid(fa, judge.features(b))
   noise = [sm.fid(fa, judge.features(_noisy(b, s))) for s in (0.1, 0.2, 0.4)]
@@ -122,9 +122,9 @@ def test_judge_fid_is_small_between_real_halves_and_grows_with_noise_and_blur(mn
 def test_dropping_half_the_classes_costs_recall_and_coverage_not_precision(mnist_judge):
   judge, test_x, test_y = mnist_judge
   order = np.random.default_rng(0).permutation(len(test_x))
-  real, fake_pool, pool_y = test_x[order[:5000]], test_x[order[5000:]], test_y[order[5000:]]
-  full = fake_pool[:2500]
-  half = fake_pool[pool_y < 5][:2500]
+  real, fake_pool, pool_y = test_x[order[:3000]], test_x[order[3000:]], test_y[order[3000:]]
+  full = fake_pool[:2000]
+  half = fake_pool[pool_y < 5][:2000]
   fr = judge.features(real)
   p_full, r_full = sm.precision_recall(fr, judge.features(full))
   p_half, r_half = sm.precision_recall(fr, judge.features(half))
