@@ -136,7 +136,7 @@ def test_active_units_match_numpy_covariance_of_the_posterior_means():
 
 def test_unknown_evaluator_lists_the_valid_names(linear):
   from vae_jax.errors import UserError
-  with pytest.raises(UserError, match="active_units, elbo, is_nll, loss"):
+  with pytest.raises(UserError, match="active_units, class_coverage, elbo, fid, is_nll, kid, loss, precision_recall"):
     _evaluate(linear, "is_nl")
 
 

@@ -145,7 +145,7 @@ def test_changing_the_label_changes_the_samples_but_not_the_noise():
 def test_unknown_model_name_lists_the_registered_ones():
   c = base_config()
   c.model.name = "vdvea"
-  with pytest.raises(UserError, match="valid names: hvae, ladder, vae"):
+  with pytest.raises(UserError, match="valid names: dcgan, hvae, ladder, vae"):
     model_lib.make_model(c, SHAPE)
 
 
