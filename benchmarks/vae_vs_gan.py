@@ -133,7 +133,7 @@ def table(records: list[dict], dataset: str) -> str:
     lines.append(f"| {model} | {budget / 60:g} min | {len(rs)} | {cells[8]} | {cells[0]} | {cells[1]} | "
                  f"{cells[2]} | {cells[3]} | {cells[4]} | {cells[5]} | {cells[6]} | {cells[7]} | "
                  f"{failures[0]} diverged, {failures[1]} collapsed |")
-  return "\n".join(lines)
+  return "\n".join(lines) + "\n"
 
 
 def plot(records: list[dict], dataset: str, path: Path) -> None:

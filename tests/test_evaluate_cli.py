@@ -128,7 +128,7 @@ def test_evaluate_cli_ctrl_c_is_one_line_and_writes_nothing(tmp_path, small_run)
   env = dict(os.environ, XLA_FLAGS="--xla_backend_optimization_level=0", JAX_PLATFORMS="cpu")
   out = tmp_path / "eval.json"
   proc = subprocess.Popen([sys.executable, "-m", "vae_jax.evaluate", "--workdir", str(small_run), "--metrics",
-                           "is_nll", "--k", "100000", "--output", str(out)], cwd=REPO, env=env,
+                           "is_nll", "--k", "5000000", "--output", str(out)], cwd=REPO, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   # Interrupt once it is evaluating: after ~6 s of its own CPU time (imports take 3-4 s), not after a
   # fixed wall time, which a loaded machine can spend importing (a library's bare `except:` around an
@@ -136,6 +136,7 @@ def test_evaluate_cli_ctrl_c_is_one_line_and_writes_nothing(tmp_path, small_run)
   deadline = time.time() + 120
   while _cpu_seconds(proc.pid) < 6 and time.time() < deadline and proc.poll() is None:
     time.sleep(0.2)
+  assert proc.poll() is None, "the evaluation ended before it could be interrupted"
   proc.send_signal(signal.SIGINT)
   _, stderr = proc.communicate(timeout=180)
   assert proc.returncode == 130 and "Traceback" not in stderr, stderr[-2000:]
