@@ -3,11 +3,18 @@
   python sample.py --workdir DIR --num_samples 64 --output samples.png [--seed S] [--temperature T]
       [--reconstructions recon.png] [--interpolations interp.png] [--label N]
       [--candidates 4096 --keep_by judge|elbo|realism]
+  python sample.py --workdir DIR --inpaint IMAGE --mask MASK --output OUT.png [--num_imputations M]
 
 With --candidates M, M prior samples are drawn and the best --num_samples of
 them kept, best first (vae_jax/keep_best.py): by the judge's confidence, by
 the model's own ELBO of the sample, or by the realism score against the test
 split's features (--features judge|inception).
+
+With --inpaint, --output is IMAGE with the pixels MASK marks missing (white)
+filled by importance-weighted imputation (vae_jax/imputation.py), every
+observed pixel kept exactly, at IMAGE's size; with --num_imputations M it is
+a row: the input (missing pixels gray), that imputation, and M imputations
+drawn by sampling importance resampling (vae_jax/inpainting.py).
 
 Every argument and output path is checked before anything is written: a bad one is
 one line `error: ...` and exit status 2, with no file written. Outputs are PNG
@@ -22,7 +29,7 @@ from pathlib import Path
 from absl import flags, logging
 from PIL import Image
 
-from vae_jax import cli, images, inference, keep_best, sampling
+from vae_jax import cli, images, inference, inpainting, keep_best, sampling
 from vae_jax.errors import UserError, run_cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "a run directory written by train.py")
@@ -53,6 +60,14 @@ _FEATURES = flags.DEFINE_enum("features", None, ["judge", "inception"], "--keep_
 _JUDGE_DIR = flags.DEFINE_string("judge_dir", None, "the judge's folder (default: the dataset's cache "
                                  "folder, trained there on first use)")
 
+_INPAINT = flags.DEFINE_string("inpaint", None, "an image to fill in: --output gets it with the pixels "
+                               "--mask marks missing filled (observed pixels kept exactly)")
+_MASK = flags.DEFINE_string("mask", None, "with --inpaint: a grayscale image of the same size, white = missing")
+_NUM_IMPUTATIONS = flags.DEFINE_integer("num_imputations", 0, "with --inpaint: also draw this many imputations "
+                                        "(sampling importance resampling) into a row", lower_bound=0)
+_IMPORTANCE = flags.DEFINE_integer("importance_samples", 1000, "with --inpaint: posterior draws that weight "
+                                   "the imputation", lower_bound=1)
+
 _OUTPUT_FLAGS = {"output": _OUTPUT, "reconstructions": _RECON, "interpolations": _INTERP}
 
 
@@ -72,7 +87,9 @@ def output_paths() -> dict[str, Path]:
 def make_grids(run: inference.Trained, paths: dict[str, Path]) -> list[tuple[Path, Image.Image]]:
   """(path, image) for each output, all computed (and every argument checked) before any is written."""
   temperature = inference.parse_temperatures(run, _TEMPERATURE.value, _GROUP_TEMPERATURES.value)
-  if _CANDIDATES.value:
+  if _INPAINT.value:
+    grids = [(paths["output"], inpainted(run))]
+  elif _CANDIDATES.value:
     grids = [(paths["output"], best_of_candidates(run, temperature))]
   else:
     grids = [(paths["output"], inference.prior_sample_grid(
@@ -99,6 +116,25 @@ def check_candidates(run: inference.Trained) -> None:
     raise UserError("--keep_by judge scores with the judge; leave out --features inception")
 
 
+def check_inpaint(run: inference.Trained) -> None:
+  """Refuses an --inpaint request that cannot work, before anything is computed."""
+  if not _MASK.value:
+    raise UserError("--inpaint needs --mask: a grayscale image of the same size, white = missing")
+  if _CANDIDATES.value:
+    raise UserError("--inpaint fills one image; it does not take --candidates")
+  inpainting.check_model(run)
+  inpainting.check_label(run, _LABEL.value)
+
+
+def inpainted(run: inference.Trained) -> Image.Image:
+  """--inpaint's output image (see the module doc)."""
+  image, observed = inpainting.read_pair(_INPAINT.value, _MASK.value, run.config.data.channels)
+  filled = inpainting.inpaint(run, image, observed, num_samples=_IMPORTANCE.value,
+                              num_imputations=_NUM_IMPUTATIONS.value, seed=_SEED.value, mode=_MODE.value,
+                              label=_LABEL.value)
+  return inpainting.output_image(filled, image, observed)
+
+
 def best_of_candidates(run: inference.Trained, temperature) -> Image.Image:
   """The grid of the best --num_samples of --candidates prior samples, best first."""
   from vae_jax import data
@@ -123,8 +159,12 @@ def main() -> None:
   if not _WORKDIR.value:
     raise UserError("--workdir is required: the run directory train.py wrote")
   paths = output_paths()
+  if _MASK.value and not _INPAINT.value:
+    raise UserError("--mask goes with --inpaint IMAGE")
   run = inference.load_trained(_WORKDIR.value)
-  if _CANDIDATES.value:
+  if _INPAINT.value:
+    check_inpaint(run)
+  elif _CANDIDATES.value:
     check_candidates(run)
   written = images.write_images(make_grids(run, paths))
   print(f"step {run.step} of {_WORKDIR.value}: wrote {', '.join(map(str, written))}")

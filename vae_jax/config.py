@@ -94,6 +94,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.shapes_num_train = 20000
   c.data.shapes_num_test = 2000
   c.data.labels = False       # yield class labels (IDX label files, TFDS labels, folder subdirectories)
+  c.data.missing = ""         # missing pixels (data/missing.py): "" complete, "mcar" at a rate, "block"
+  c.data.missing_rate = 0.5   # mcar: probability that a pixel is missing
+  c.data.missing_block = 14   # block: side of the missing square
+  c.data.missing_seed = 0     # the masks' seed: fixed per (split, example), the same for every run
   c.data.binarize = True      # Bernoulli likelihood: dynamic binarisation
   c.data.dequantize = True    # Gaussian likelihood: uniform dequantisation
 

@@ -8,6 +8,10 @@ API shape:
                    depends on keys_B[b] alone (never on the device split)
   log_prob(x)      summed over the event dimensions, one value per example [B]
 
+Pixel likelihoods also take `log_prob(x, observed)`: the sum over the
+observed pixels only (observed: [B, H, W, 1], 1 = observed, 0 = missing),
+the likelihood of the observed part, log p(x_o | z), for missing data.
+
 Reductions over the batch happen once, in the loss. Natural logarithms (nats)
 throughout. `stream` selects an independent noise stream of the same key
 (`example_rng`): latent group g of importance sample s uses its own stream.
@@ -47,6 +51,13 @@ def reparameterize(rng: jax.Array, mean: jax.Array, logvar: jax.Array,
 def _sum_event(x: jax.Array) -> jax.Array:
   """Sums over every axis but the first (the batch axis)."""
   return jnp.sum(x.reshape(x.shape[0], -1), axis=-1)
+
+
+def _observed_flat(observed: jax.Array | None, shape) -> jax.Array | float:
+  """A [B, H, W, 1] observed-pixel mask as [B, D] weights for an event of `shape`; 1.0 when None."""
+  if observed is None:
+    return 1.0
+  return _flat(jnp.broadcast_to(observed.astype(jnp.float32), shape))
 
 
 def _flat(x: jax.Array) -> jax.Array:
@@ -105,8 +116,10 @@ class Bernoulli:
 
   logits: jax.Array
 
-  def log_prob(self, x: jax.Array) -> jax.Array:
+  def log_prob(self, x: jax.Array, observed: jax.Array | None = None) -> jax.Array:
     """log p(x) = sum [x log sigmoid(l) + (1 - x) log sigmoid(-l)] = sum [x l - softplus(l)].
+
+    With `observed`, the sum runs over the observed pixels only.
 
     softplus(l) = max(l, 0) + log(1 + e^-|l|), with `log` rather than `log1p`:
     XLA:CPU's log1p is slower, and in float32 the two differ only when 1 + e^-|l|
@@ -115,7 +128,9 @@ class Bernoulli:
     """
     l, x = _flat(self.logits), _flat(x)
     softplus = jnp.maximum(l, 0.0) + jnp.log(1.0 + jnp.exp(-jnp.abs(l)))
-    return jnp.sum(x * l - softplus, axis=-1)
+    if observed is None:
+      return jnp.sum(x * l - softplus, axis=-1)
+    return jnp.sum((x * l - softplus) * _observed_flat(observed, self.logits.shape), axis=-1)
 
   @property
   def mean(self) -> jax.Array:
@@ -137,11 +152,12 @@ class Gaussian:
   loc: jax.Array
   log_scale: jax.Array
 
-  def log_prob(self, x: jax.Array) -> jax.Array:
-    """log N(x; mu, s^2) = -1/2 sum [log 2pi + 2 log s + (x - mu)^2 / s^2]."""
+  def log_prob(self, x: jax.Array, observed: jax.Array | None = None) -> jax.Array:
+    """log N(x; mu, s^2) = -1/2 sum [log 2pi + 2 log s + (x - mu)^2 / s^2] (over `observed` pixels)."""
     log_scale = _flat(jnp.broadcast_to(self.log_scale, self.loc.shape))
     sq = jnp.square((_flat(x) - _flat(self.loc)) * jnp.exp(-log_scale))
-    return -0.5 * jnp.sum(_LOG_2PI + 2.0 * log_scale + sq, axis=-1)
+    terms = (_LOG_2PI + 2.0 * log_scale + sq) * _observed_flat(observed, self.loc.shape)
+    return -0.5 * jnp.sum(terms, axis=-1)
 
   @property
   def mean(self) -> jax.Array:

@@ -25,6 +25,15 @@ The importance-weighted bound (Burda et al. 2016) with k samples:
 
     log p(x) >= L_k(x) = E[log 1/k sum_i p(x, z_i) / q(z_i|x)],  L_1 = ELBO <= L_k <= log p(x)
 
+Missing data. When the batch has "observed" masks (`data.missing`), every
+loss here scores only the observed pixels: log p(x|z) becomes log p(x_o|z),
+and the encoder sees x with the missing pixels at 0. The importance-weighted
+bound on x_o is then MIWAE (Mattei & Frellsen 2019),
+
+    log p(x_o) >= E[log 1/k sum_i p(x_o|z_i) p(z_i) / q(z_i|x_o)],
+
+registered as `miwae` (the same function as `iwae`: on complete data the two are equal).
+
 A loss of your own is a function with the signature above in your own module,
 named in the config as ``--config.loss=my_pkg.my_losses:my_loss``; it can reuse
 `elbo_terms`, `elbo_metrics` and `batch_mean`.
@@ -41,6 +50,7 @@ import ml_collections
 
 from vae_jax import model as model_lib
 from vae_jax.models import Inference
+from vae_jax.models.base import observed_log_prob
 from vae_jax.registry import Registry
 
 LossFn = Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
@@ -62,16 +72,22 @@ def split_keys(rng_B: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 
 def posterior(params, batch: dict, rng_B: jax.Array, *, model) -> tuple[jax.Array, object, jax.Array]:
-  """(x, encoder context, latent keys): the model input and the draw-free part of inference."""
+  """(x, encoder context, latent keys): the model input and the draw-free part of inference.
+
+  With batch["observed"], x is 0 at the missing pixels (zero imputation, as in MIWAE).
+  """
   data_keys, latent_keys = split_keys(rng_B)
   x = model_lib.model_input(batch["image"], data_keys, model=model)
+  if "observed" in batch:
+    x = x * batch["observed"].astype(x.dtype)
   context = model_lib.encode(params, x, model=model, y=batch.get("label"))
   return x, context, latent_keys
 
 
-def terms_from_inference(x: jax.Array, inference: Inference) -> dict[str, jax.Array]:
-  """Per-example ELBO terms [B] of one posterior draw."""
-  recon_B = -inference.p_x.log_prob(x)
+def terms_from_inference(x: jax.Array, inference: Inference,
+                         observed: jax.Array | None = None) -> dict[str, jax.Array]:
+  """Per-example ELBO terms [B] of one posterior draw (recon over the `observed` pixels if given)."""
+  recon_B = -observed_log_prob(inference.p_x, x, observed)
   kls = [g.kl_or_estimate() for g in inference.groups]
   terms = {"recon": recon_B, "kl": sum(kls), "neg_elbo": recon_B + sum(kls)}
   if len(kls) > 1:
@@ -85,7 +101,7 @@ def elbo_terms(params, batch: dict, rng: jax.Array, *, model,
   del config
   x, context, latent_keys = posterior(params, batch, rng, model=model)
   inference = model_lib.infer(params, context, latent_keys, model=model, y=batch.get("label"))
-  return terms_from_inference(x, inference)
+  return terms_from_inference(x, inference, batch.get("observed"))
 
 
 def elbo_metrics(terms: dict[str, jax.Array], batch: dict, *, model) -> dict[str, jax.Array]:
@@ -149,10 +165,12 @@ def log_weights(params, batch: dict, rng_B: jax.Array, samples_S: jax.Array, *,
   y = batch.get("label")
 
   def one(s):
-    return model_lib.infer(params, context, latent_keys, model=model, y=y, sample=s).log_weight(x)
+    inference = model_lib.infer(params, context, latent_keys, model=model, y=y, sample=s)
+    return inference.log_weight(x, batch.get("observed"))
   return x, jax.vmap(one)(samples_S)
 
 
+@LOSSES.register("miwae")
 @LOSSES.register("iwae")
 def iwae_loss(params, batch, rng, step, *, model, config):
   """-L_k, the importance-weighted bound with k = `iwae_k` samples (Burda et al. 2016), batch mean.

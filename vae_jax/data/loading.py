@@ -21,6 +21,9 @@ there are and their names:
   celeb_a                none: UserError
   folder                 each image's top-level subfolder, DIR/<class>/...,
                          classes numbered in sorted name order
+
+`data.missing` (mcar or block; '' = complete): both splits lose pixels by a
+fixed pattern, see `missing.py`; batches then carry "observed" masks.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import dataclasses
 
 import ml_collections
 
-from vae_jax.data import folder, idx, shapes, tfds_source
+from vae_jax.data import folder, idx, missing, shapes, tfds_source
 from vae_jax.data.source import ArraySource, Source, head
 from vae_jax.errors import UserError
 
@@ -126,6 +129,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
           f"data.{field}={config[field]} is negative; set"
           f" --config.data.{field} to 0 (all) or a positive count"
       )
+  if config.get("missing", ""):
+    missing.validate(config)
   if config.name == "shapes":
     for field in ("shapes_num_train", "shapes_num_test"):
       if config[field] <= 0:
@@ -246,6 +251,11 @@ def load_datasets(data_config: ml_collections.ConfigDict) -> Datasets:
   image_shape = (size, size, channels)
   for split, source in (("train", train), ("test", test)):
     _check_shape(data_config.name, split, source, image_shape)
+  if data_config.get("missing", ""):
+    missing.validate(data_config, image_shape)
+    pattern = missing.MissingPattern.from_config(data_config)
+    train = missing.MissingSource(train, pattern, "train")
+    test = missing.MissingSource(test, pattern, "test")
   return Datasets(
       data_config.name,
       train,

@@ -9,6 +9,9 @@ has "label": int32 [B], gathered with the same indices as the images, so
 switching labels on changes neither the order nor the images. Padding rows
 of eval batches get label 0 (and mask False).
 
+Missing data. A source with missing pixels (`missing.MissingSource`) also
+puts "observed": bool [B, H, W, 1] in every batch (False in padding rows).
+
 Training order. grain's own `MapDataset.shuffle(seed).batch(...).repeat()`
 does give a fresh permutation every epoch (shuffle folds `seed + epoch` into
 its per-index permutation; batch before repeat keeps batches inside an
@@ -103,11 +106,13 @@ class EpochBatches(grain.MapDataset):
 def _indices_to_batch(
     source: Source, indices_N: np.ndarray
 ) -> dict[str, np.ndarray]:
-  """Images (and labels, if the source has them) at `indices_N`."""
+  """Images (and labels, and observed-pixel masks, if the source has them) at `indices_N`."""
   images, labels = gather_examples(source, indices_N)
   batch = {"image": images}
   if labels is not None:
     batch["label"] = labels
+  if hasattr(source, "observed"):  # missing.MissingSource: bool [N, H, W, 1]
+    batch["observed"] = source.observed(indices_N)
   return batch
 
 

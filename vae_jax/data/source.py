@@ -12,6 +12,10 @@ len(source)``, ``labels[i]`` being example i's class in [0, num_classes).
 sequence that reads each record's label on demand. ``source[i]`` is always
 just the image, so code that only wants images never sees labels.
 
+A source may also read a whole batch itself: ``gather(indices)`` and
+``gather_labels(indices)`` methods are used when present (a wrapper such as
+`missing.MissingSource` transforms its parent's batch in one pass).
+
 A lazy source whose label costs a whole record read may also define
 ``example(i) -> (image, label)``, reading the record once; `gather_examples`
 uses it when present.
@@ -157,6 +161,8 @@ def gather(source: Source, indices_N: Sequence[int] | np.ndarray) -> np.ndarray:
   indices_N = np.asarray(indices_N, dtype=np.int64)
   if isinstance(source, ArraySource):
     return source.images_NHWC[indices_N]
+  if hasattr(source, "gather"):  # a wrapper with its own batch read (e.g. missing.MissingSource)
+    return source.gather(indices_N)
   return np.stack([np.asarray(source[int(i)]) for i in indices_N])
 
 
@@ -176,6 +182,8 @@ def gather_labels(
   indices_N = np.asarray(indices_N, dtype=np.int64)
   if isinstance(source, ArraySource):
     return source.labels[indices_N]
+  if hasattr(source, "gather_labels"):
+    return source.gather_labels(indices_N)
   labels = source.labels
   return np.array([int(labels[int(i)]) for i in indices_N], np.int32)
 
@@ -198,7 +206,7 @@ def gather_examples(
   source is read once (through its `example` method when it has one).
   """
   indices_N = np.asarray(indices_N, dtype=np.int64)
-  if isinstance(source, ArraySource) or not has_labels(source):
+  if isinstance(source, ArraySource) or not has_labels(source) or hasattr(source, "gather"):
     images = gather(source, indices_N)
     labels = gather_labels(source, indices_N) if has_labels(source) else None
     return images, labels

@@ -112,12 +112,17 @@ class DiscretizedLogisticMixture:
                                           mu[..., 1, :] + alpha * y_r,
                                           mu[..., 2, :] + beta * y_r + gamma * y_g), axis=-2)
 
-  def log_prob(self, x_BHWC: jax.Array) -> jax.Array:
-    """log P(x) in nats, summed over pixels and channels: [B]. x holds values k/255."""
+  def log_prob(self, x_BHWC: jax.Array, observed: jax.Array | None = None) -> jax.Array:
+    """log P(x) in nats, summed over pixels and channels (the `observed` [B, H, W, 1] ones): [B].
+
+    x holds values k/255.
+    """
     y = 2.0 * x_BHWC.astype(self.means.dtype) - 1.0
     log_p_BHWCK = _bin_log_prob(y[..., None], self._channel_means(y), self.log_scales)
     log_mix_BHWK = jax.nn.log_softmax(self.logits, axis=-1) + jnp.sum(log_p_BHWCK, axis=-2)
     log_p_BHW = jax.nn.logsumexp(log_mix_BHWK, axis=-1)
+    if observed is not None:
+      log_p_BHW = log_p_BHW * observed[..., 0].astype(log_p_BHW.dtype)
     return jnp.sum(log_p_BHW.reshape(log_p_BHW.shape[0], -1), axis=-1)
 
   @property

@@ -41,6 +41,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from vae_jax.errors import UserError
 from vae_jax.registry import Registry
 
 MODELS: Registry[type["LatentModel"]] = Registry("model")
@@ -67,9 +68,23 @@ class Inference:
   groups: tuple[LatentGroup, ...]
   p_x: Any  # a pixel distribution: log_prob(x) [B], mean, sample(keys_B)
 
-  def log_weight(self, x: jax.Array) -> jax.Array:
-    """log p(x, z) - log q(z | x) = log p(x|z) + sum_g [log p(z_g|z_<g) - log q(z_g|.)], [B]."""
-    return self.p_x.log_prob(x) + sum(g.log_p - g.log_q for g in self.groups)
+  def log_weight(self, x: jax.Array, observed: jax.Array | None = None) -> jax.Array:
+    """log p(x, z) - log q(z | x) = log p(x|z) + sum_g [log p(z_g|z_<g) - log q(z_g|.)], [B].
+
+    With `observed` ([B, H, W, 1]), log p(x_o|z) over the observed pixels replaces log p(x|z).
+    """
+    return observed_log_prob(self.p_x, x, observed) + sum(g.log_p - g.log_q for g in self.groups)
+
+
+def observed_log_prob(p_x, x: jax.Array, observed: jax.Array | None) -> jax.Array:
+  """log p(x|z) [B], or log p(x_o|z) over the `observed` pixels when it is given."""
+  if observed is None:
+    return p_x.log_prob(x)
+  try:
+    return p_x.log_prob(x, observed)
+  except TypeError:
+    raise UserError(f"{type(p_x).__name__} cannot score only the observed pixels, so it cannot be "
+                    "trained on missing data; use a per-pixel likelihood (bernoulli, gaussian, dlm)") from None
 
 
 @flax.struct.dataclass
