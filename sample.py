@@ -1,7 +1,8 @@
 """Writes images from a trained run, restoring only its parameters:
 
   python sample.py --workdir DIR --num_samples 64 --output samples.png [--seed S] [--temperature T]
-      [--reconstructions recon.png] [--interpolations interp.png] [--label N]
+      [--reconstructions recon.png] [--interpolations interp.png [--interpolation_method slerp]]
+      [--traversals trav.png] [--label N]
       [--candidates 4096 --keep_by judge|elbo|realism]
   python sample.py --workdir DIR --inpaint IMAGE --mask MASK --output OUT.png [--num_imputations M]
 
@@ -29,7 +30,7 @@ from pathlib import Path
 from absl import flags, logging
 from PIL import Image
 
-from vae_jax import cli, images, inference, inpainting, keep_best, sampling
+from vae_jax import cli, images, inference, inpainting, keep_best, latents, sampling
 from vae_jax.errors import UserError, run_cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "a run directory written by train.py")
@@ -50,6 +51,15 @@ _INTERP = flags.DEFINE_string("interpolations", None,
                               "also write latent interpolations (.png, .jpg or .jpeg)")
 _INTERP_ROWS = flags.DEFINE_integer("interpolation_rows", 8, "pairs of test images", lower_bound=1)
 _INTERP_STEPS = flags.DEFINE_integer("interpolation_steps", 10, "images per row", lower_bound=2)
+_INTERP_METHOD = flags.DEFINE_enum("interpolation_method", "line", latents.METHODS,
+                                   "interpolate posterior means along a straight line or a great circle (slerp)")
+_TRAVERSALS = flags.DEFINE_string("traversals", None, "also write latent traversals of a test image: row r sweeps "
+                                  "the unit with the r-th largest KL (.png, .jpg or .jpeg)")
+_TRAV_UNITS = flags.DEFINE_integer("traversal_units", 8, "rows: the highest-KL units to sweep", lower_bound=1)
+_TRAV_VALUES = flags.DEFINE_integer("traversal_values", 9, "columns: values per unit", lower_bound=2)
+_TRAV_SPAN = flags.DEFINE_float("traversal_span", 3.0, "values run over prior mean +- span prior std devs",
+                                lower_bound=0.0)
+_TRAV_IMAGE = flags.DEFINE_integer("traversal_image", 0, "the test image whose code is swept", lower_bound=0)
 _LABEL = flags.DEFINE_integer("label", None, "conditional models: draw every sample of this class; "
                               "without it, column j of the grid is class j", lower_bound=0)
 _CANDIDATES = flags.DEFINE_integer("candidates", 0, "draw this many prior samples and keep the best "
@@ -68,7 +78,8 @@ _NUM_IMPUTATIONS = flags.DEFINE_integer("num_imputations", 0, "with --inpaint: a
 _IMPORTANCE = flags.DEFINE_integer("importance_samples", 1000, "with --inpaint: posterior draws that weight "
                                    "the imputation", lower_bound=1)
 
-_OUTPUT_FLAGS = {"output": _OUTPUT, "reconstructions": _RECON, "interpolations": _INTERP}
+_OUTPUT_FLAGS = {"output": _OUTPUT, "reconstructions": _RECON, "interpolations": _INTERP,
+                 "traversals": _TRAVERSALS}
 
 
 def output_paths() -> dict[str, Path]:
@@ -98,8 +109,12 @@ def make_grids(run: inference.Trained, paths: dict[str, Path]) -> list[tuple[Pat
   if "reconstructions" in paths:
     grids.append((paths["reconstructions"], inference.reconstruction_grid(run, num=_NUM_RECON.value)))
   if "interpolations" in paths:
-    grids.append((paths["interpolations"], inference.interpolation_grid(
-        run, num_rows=_INTERP_ROWS.value, num_steps=_INTERP_STEPS.value)))
+    grids.append((paths["interpolations"], latents.interpolation_grid(
+        run, num_rows=_INTERP_ROWS.value, num_steps=_INTERP_STEPS.value, method=_INTERP_METHOD.value)))
+  if "traversals" in paths:
+    grids.append((paths["traversals"], latents.traversal_grid(
+        run, num_units=_TRAV_UNITS.value, num_values=_TRAV_VALUES.value, span=_TRAV_SPAN.value,
+        image_index=_TRAV_IMAGE.value)))
   return grids
 
 

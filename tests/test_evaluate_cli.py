@@ -15,7 +15,7 @@ from PIL import Image
 
 from conftest import REPO
 from test_cli import assert_user_error
-from vae_jax import evaluate, inference, metrics_log, trainer
+from vae_jax import evaluate, inference, latents, metrics_log, trainer
 
 MODELS = {
     "vae": {},
@@ -65,7 +65,7 @@ def test_sample_grids_work_for_every_model(run_dir, tmp_path):
   a = np.asarray(Image.open(inference.write_prior_samples(run, tmp_path / "a.png", num=4, seed=0, temperature=1.0)))
   b = np.asarray(Image.open(inference.write_prior_samples(run, tmp_path / "b.png", num=4, seed=0, temperature=0.1)))
   assert a.shape == b.shape and not np.array_equal(a, b)
-  interp = Image.open(inference.write_interpolations(run, tmp_path / "i.png", num_rows=2, num_steps=3))
+  interp = latents.interpolation_grid(run, num_rows=2, num_steps=3)
   assert interp.size == (3 * 29 + 1, 2 * 29 + 1)  # 3 steps x 2 rows of 28-pixel images, 1-pixel gaps
   inference.write_reconstructions(run, tmp_path / "r.png", num=4)
 

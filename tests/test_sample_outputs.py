@@ -151,3 +151,17 @@ def test_check_output_refuses_before_touching_the_disk(tmp_path):
       images.check_output(bad, "--output")
   assert images.check_output(tmp_path / "X.JPG", "--output") == tmp_path / "X.JPG"
   assert listing(tmp_path) == before
+
+
+def test_traversals_and_slerp_interpolations_through_the_cli(trained, out):
+  proc = sample(trained, f"--output={out / 's.png'}", f"--traversals={out / 't.png'}", "--traversal_units=3",
+                "--traversal_values=5", f"--interpolations={out / 'slerp.png'}", "--interpolation_method=slerp")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert Image.open(out / "t.png").size == (5 * 29 + 1, 3 * 29 + 1)  # 5 values x 3 units, 1-pixel gaps
+  proc = sample(trained, f"--output={out / 's2.png'}", f"--interpolations={out / 'line.png'}")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  slerp, line = np.asarray(Image.open(out / "slerp.png")), np.asarray(Image.open(out / "line.png"))
+  assert slerp.shape == line.shape
+  w = 28 + 1  # the end columns are the same posterior means; the middle ones follow different paths
+  np.testing.assert_array_equal(slerp[:, :w + 1], line[:, :w + 1])
+  assert not np.array_equal(slerp[:, w + 1:2 * w + 1], line[:, w + 1:2 * w + 1])

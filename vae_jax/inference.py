@@ -152,16 +152,3 @@ def reconstruction_grid(run: Trained, *, num: int) -> Image.Image:
 def write_reconstructions(run: Trained, path: Path, *, num: int) -> Path:
   """`reconstruction_grid` written to `path` (see images.save_image)."""
   return images.save_image(reconstruction_grid(run, num=num), path)
-
-
-def interpolation_grid(run: Trained, *, num_rows: int, num_steps: int) -> Image.Image:
-  """Each row decodes a straight line in latent space between two test images; not written."""
-  x, y = _test_images(run, 2 * num_rows)
-  out = sampling.interpolations(run.params, x[:num_rows], x[num_rows:], model=run.model,
-                                num_steps=num_steps, y_a=None if y is None else y[:num_rows])
-  return images.grid_image(np.asarray(out), ncol=num_steps)
-
-
-def write_interpolations(run: Trained, path: Path, *, num_rows: int, num_steps: int) -> Path:
-  """`interpolation_grid` written to `path` (see images.save_image)."""
-  return images.save_image(interpolation_grid(run, num_rows=num_rows, num_steps=num_steps), path)

@@ -1,4 +1,4 @@
-"""Jitted generation: prior samples, reconstructions and latent interpolations, for any model.
+"""Jitted generation: prior samples and reconstructions, for any model (interpolations: latents.py).
 
 All return float images in [0, 1], [N, H, W, C]. `mode="mean"` shows the
 likelihood's mean (Bernoulli probabilities, Gaussian means), the usual way to
@@ -42,29 +42,3 @@ def _to_unit(images_BHWC: jax.Array) -> jax.Array:
 def reconstructions(params, images_BHWC: jax.Array, *, model, y: jax.Array | None = None) -> jax.Array:
   """Mean of p(x|z) at the posterior's zero-noise path (z = E[q(z|x)] for one group), for uint8 images."""
   return _show(model_lib.reconstruct(params, _to_unit(images_BHWC), model=model, y=y), None, "mean")
-
-
-@functools.partial(jax.jit, static_argnames=("model", "num_steps"))
-def interpolations(params, a_BHWC: jax.Array, b_BHWC: jax.Array, *, model,
-                   num_steps: int, y_a: jax.Array | None = None) -> jax.Array:
-  """Decodes z = (1 - t) z_a + t z_b for t in linspace(0, 1, num_steps) between posterior means.
-
-  Every latent group is interpolated, each at its posterior's zero-noise path.
-  A conditional model encodes both ends and decodes the line with a's labels
-  `y_a` (so a row keeps one class and varies its style).
-  Returns [B * num_steps, H, W, C]: row i runs from image a_i to image b_i.
-  """
-  def means(images):
-    x = _to_unit(images)
-    context = model_lib.encode(params, x, model=model, y=y_a)
-    keys = jax.random.split(jax.random.key(0), x.shape[0])  # unused at temperature 0
-    return [g.z for g in model_lib.infer(params, context, keys, model=model, y=y_a, temperature=0.0).groups]
-  t_T = jnp.linspace(0.0, 1.0, num_steps)
-
-  def line(z_a, z_b):
-    t = t_T.reshape(1, num_steps, *([1] * (z_a.ndim - 1)))
-    z = z_a[:, None] + t * (z_b - z_a)[:, None]
-    return z.reshape(-1, *z_a.shape[1:])
-  zs = [line(a, b) for a, b in zip(means(a_BHWC), means(b_BHWC))]
-  y = None if y_a is None else jnp.repeat(y_a, num_steps)
-  return _show(model_lib.decode(params, tuple(zs), model=model, y=y), None, "mean")
