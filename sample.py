@@ -5,6 +5,7 @@
       [--traversals trav.png] [--label N]
       [--candidates 4096 --keep_by judge|elbo|realism]
   python sample.py --workdir DIR --inpaint IMAGE --mask MASK --output OUT.png [--num_imputations M]
+  python sample.py --workdir DIR --transfer [--content A.png --style B.png] --output OUT.png
 
 With --candidates M, M prior samples are drawn and the best --num_samples of
 them kept, best first (vae_jax/keep_best.py): by the judge's confidence, by
@@ -16,6 +17,12 @@ filled by importance-weighted imputation (vae_jax/imputation.py), every
 observed pixel kept exactly, at IMAGE's size; with --num_imputations M it is
 a row: the input (missing pixels gray), that imputation, and M imputations
 drawn by sampling importance resampling (vae_jax/inpainting.py).
+
+With --transfer (a conditional model), --output is A's per-image code drawn
+in B's group (its class, or a folder's subdirectory such as an art style);
+a group not given with --content_label/--style_label is the model's own
+guess (vae_jax/transfer.py). Without --content/--style it is a grid over
+test images: column 0 the image, column 1 + g its transfer into group g.
 
 Every argument and output path is checked before anything is written: a bad one is
 one line `error: ...` and exit status 2, with no file written. Outputs are PNG
@@ -30,7 +37,7 @@ from pathlib import Path
 from absl import flags, logging
 from PIL import Image
 
-from vae_jax import cli, images, inference, inpainting, keep_best, latents, sampling
+from vae_jax import cli, images, inference, inpainting, keep_best, latents, sampling, transfer
 from vae_jax.errors import UserError, run_cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "a run directory written by train.py")
@@ -78,6 +85,18 @@ _NUM_IMPUTATIONS = flags.DEFINE_integer("num_imputations", 0, "with --inpaint: a
 _IMPORTANCE = flags.DEFINE_integer("importance_samples", 1000, "with --inpaint: posterior draws that weight "
                                    "the imputation", lower_bound=1)
 
+_TRANSFER = flags.DEFINE_boolean("transfer", False, "--output gets --content's per-image code in --style's "
+                                 "group (a conditional model); without them, a grid over test images")
+_CONTENT = flags.DEFINE_string("content", None, "with --transfer: the image whose per-image code is kept")
+_STYLE = flags.DEFINE_string("style", None, "with --transfer: the image whose group (class, style) is used "
+                             "(or give the group as --style_label)")
+_CONTENT_LABEL = flags.DEFINE_integer("content_label", None, "with --transfer: --content's group (default: "
+                                      "the model's guess)", lower_bound=0)
+_STYLE_LABEL = flags.DEFINE_integer("style_label", None, "with --transfer: --style's group (default: the "
+                                    "model's guess)", lower_bound=0)
+_TRANSFER_ROWS = flags.DEFINE_integer("transfer_rows", 10, "with --transfer and no files: test images in the "
+                                      "grid", lower_bound=1)
+
 _OUTPUT_FLAGS = {"output": _OUTPUT, "reconstructions": _RECON, "interpolations": _INTERP,
                  "traversals": _TRAVERSALS}
 
@@ -100,6 +119,8 @@ def make_grids(run: inference.Trained, paths: dict[str, Path]) -> list[tuple[Pat
   temperature = inference.parse_temperatures(run, _TEMPERATURE.value, _GROUP_TEMPERATURES.value)
   if _INPAINT.value:
     grids = [(paths["output"], inpainted(run))]
+  elif _TRANSFER.value:
+    grids = [(paths["output"], transferred(run))]
   elif _CANDIDATES.value:
     grids = [(paths["output"], best_of_candidates(run, temperature))]
   else:
@@ -150,6 +171,30 @@ def inpainted(run: inference.Trained) -> Image.Image:
   return inpainting.output_image(filled, image, observed)
 
 
+def check_transfer(run: inference.Trained) -> None:
+  """Refuses a --transfer request that cannot work, before anything is computed."""
+  if _STYLE.value and not _CONTENT.value:
+    raise UserError("--transfer --style B.png needs --content A.png (or neither: a grid over test images)")
+  if _CONTENT.value and not (_STYLE.value or _STYLE_LABEL.value is not None):
+    raise UserError("--transfer --content A.png needs --style B.png or --style_label N: the group to draw it in")
+  if _INPAINT.value or _CANDIDATES.value:
+    raise UserError("--transfer writes its own --output; it does not take --inpaint or --candidates")
+  transfer.check_model(run)
+
+
+def transferred(run: inference.Trained) -> Image.Image:
+  """--transfer's output image (see the module doc)."""
+  if not _CONTENT.value:
+    x, y = inference.first_test_images(run, _TRANSFER_ROWS.value)
+    return transfer.analogy_grid(run, x, y)
+  image, y_a, y_b = transfer.transfer_files(run, _CONTENT.value, _STYLE.value, content_label=_CONTENT_LABEL.value,
+                                            style_label=_STYLE_LABEL.value)
+  guess = " (the model's guess)"
+  print(f"content {_CONTENT.value}: group {y_a}{'' if _CONTENT_LABEL.value is not None else guess}; "
+        f"style {_STYLE.value or '--style_label'}: group {y_b}{'' if _STYLE_LABEL.value is not None else guess}")
+  return image
+
+
 def best_of_candidates(run: inference.Trained, temperature) -> Image.Image:
   """The grid of the best --num_samples of --candidates prior samples, best first."""
   from vae_jax import data
@@ -176,8 +221,12 @@ def main() -> None:
   paths = output_paths()
   if _MASK.value and not _INPAINT.value:
     raise UserError("--mask goes with --inpaint IMAGE")
+  if (_CONTENT.value or _STYLE.value) and not _TRANSFER.value:
+    raise UserError("--content and --style go with --transfer")
   run = inference.load_trained(_WORKDIR.value)
-  if _INPAINT.value:
+  if _TRANSFER.value:
+    check_transfer(run)
+  elif _INPAINT.value:
     check_inpaint(run)
   elif _CANDIDATES.value:
     check_candidates(run)

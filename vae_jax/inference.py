@@ -135,7 +135,7 @@ def write_prior_samples(run: Trained, path: Path, *, num: int, seed: int, temper
   return images.save_image(grid, path)
 
 
-def _test_images(run: Trained, num: int) -> tuple[np.ndarray, np.ndarray | None]:
+def first_test_images(run: Trained, num: int) -> tuple[np.ndarray, np.ndarray | None]:
   test = data.load_datasets(run.config.data).test
   if len(test) < num:
     raise UserError(f"the test split has {len(test)} images; ask for at most {len(test)}")
@@ -144,7 +144,7 @@ def _test_images(run: Trained, num: int) -> tuple[np.ndarray, np.ndarray | None]
 
 def reconstruction_grid(run: Trained, *, num: int) -> Image.Image:
   """Test images (odd columns) beside their reconstructions (even columns); not written."""
-  x, y = _test_images(run, num)
+  x, y = first_test_images(run, num)
   recon = np.asarray(sampling.reconstructions(run.params, x, model=run.model, y=y))
   return images.grid_image(images.interleave(x / 255.0, recon), ncol=2 * max(1, int(np.sqrt(num))))
 

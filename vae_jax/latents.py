@@ -220,7 +220,7 @@ def traversal_grid_images(params, image_uint8_1HWC: jax.Array, *, model, units: 
 # --- grids for a trained run -------------------------------------------------------------------
 
 def _test_split(run):
-  """The run's test split, read as `inference._test_images` reads it."""
+  """The run's test split, read as `inference.first_test_images` reads it."""
   return data.load_datasets(run.config.data).test
 
 
