@@ -10,8 +10,8 @@
 A mask is a pure function of (`data.missing_seed`, split, the example's index
 in its split): every epoch, run, process and device split sees the same
 incomplete dataset, and a run trained on complete data can be scored on the
-same test masks. The uniforms come from a counter-based hash (splitmix64),
-vectorised in numpy, so a batch's masks cost one pass over its pixels.
+same test masks. The uniforms come from a counter-based hash
+(`counter_rng.py`), so a batch's masks cost one pass over its pixels.
 
 `MissingSource` wraps a split: its images have the missing pixels set to 0,
 so no missing value can reach a model, and `observed(indices)` gives bool
@@ -24,31 +24,11 @@ import dataclasses
 
 import numpy as np
 
+from vae_jax.data.counter_rng import uniforms
 from vae_jax.data.source import Source, gather, gather_labels, has_labels
 from vae_jax.errors import UserError
 
 PATTERNS = ("", "mcar", "block")
-_SPLITS = {"train": 1, "test": 2, "user": 3}
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-
-
-def _mix(x: np.ndarray) -> np.ndarray:
-  """splitmix64's finaliser: a bijection of uint64 that scrambles every bit."""
-  with np.errstate(over="ignore"):
-    x = x ^ (x >> np.uint64(30))
-    x = x * np.uint64(0xBF58476D1CE4E5B9)
-    x = x ^ (x >> np.uint64(27))
-    x = x * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
-
-
-def uniforms(seed: int, split: str, index_N: np.ndarray, num: int) -> np.ndarray:
-  """float64 [N, num] in [0, 1): the uniforms of examples `index_N`, a pure function of its arguments."""
-  with np.errstate(over="ignore"):
-    stream = _mix(np.asarray([seed % 2**63, _SPLITS[split]], np.uint64) * _GOLDEN)
-    key_N = _mix(np.asarray(index_N, np.uint64) * _GOLDEN ^ stream[0] ^ (stream[1] << np.uint64(1)))
-    bits = _mix(key_N[:, None] + (np.arange(1, num + 1, dtype=np.uint64) * _GOLDEN)[None, :])
-  return (bits >> np.uint64(11)).astype(np.float64) * 2.0**-53
 
 
 @dataclasses.dataclass(frozen=True)
