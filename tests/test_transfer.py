@@ -151,3 +151,25 @@ def test_transfer_on_a_folder_of_styles_end_to_end(tmp_path):
   assert out.shape == (16, 16, 3), proc.stdout
   lit = out.sum(-1) > out.sum(-1).mean()
   assert out[lit][:, 2].mean() > out[lit][:, 0].mean()  # the cool style: blue over red where the shape is
+
+
+def test_the_standard_class_prior_is_n01_for_every_class():
+  """class_prior="standard": no per-class parameters, KL to N(0, I) in closed form, and prior draws
+  that do not depend on the class (only the decoder sees it)."""
+  config = tiny_config(**{"data.labels": True, "model.num_classes": 3, "model.class_prior": "standard"})
+  model = model_lib.make_model(config, (28, 28, 1))
+  params = model_lib.init(model, jax.random.key(0), (28, 28, 1))
+  assert "prior_by_class" not in params
+  x = np.random.default_rng(0).integers(0, 256, size=(4, 28, 28, 1), dtype=np.uint8)
+  y = np.array([0, 1, 2, 1], np.int32)
+  q = model_lib.encode(params, jnp.asarray(x / 255.0, jnp.float32), model=model, y=y)
+  keys = jax.random.split(jax.random.key(1), 4)
+  group = model_lib.infer(params, q, keys, model=model, y=y).groups[0]
+  mu, logvar = np.asarray(q.mean, np.float64), np.asarray(q.logvar, np.float64)
+  np.testing.assert_allclose(group.kl, 0.5 * np.sum(mu**2 + np.exp(logvar) - 1 - logvar, 1), rtol=1e-5)
+  a = model_lib.generate(params, keys, model=model, y=np.zeros(4, np.int32))
+  b = model_lib.generate(params, keys, model=model, y=np.full(4, 2, np.int32))
+  np.testing.assert_array_equal(a.zs[0], b.zs[0])
+  assert np.abs(np.asarray(a.p_x.mean) - np.asarray(b.p_x.mean)).max() > 1e-4
+  with pytest.raises(Exception, match="model.class_prior='flat'"):
+    model_lib.make_model(tiny_config(**{"model.num_classes": 3, "model.class_prior": "flat"}), (28, 28, 1))

@@ -98,12 +98,16 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.missing_rate = 0.5   # mcar: probability that a pixel is missing
   c.data.missing_block = 14   # block: side of the missing square
   c.data.missing_seed = 0     # the masks' seed: fixed per (split, example), the same for every run
+  c.data.augment_flip = False  # training images mirrored left-right with probability 1/2 (data/augment.py)
+  c.data.augment_crop = 0     # > 0: training images shifted by up to this many pixels (reflect-padded crops)
   c.data.binarize = True      # Bernoulli likelihood: dynamic binarisation
   c.data.dequantize = True    # Gaussian likelihood: uniform dequantisation
 
   c.model = ml_collections.ConfigDict()
   c.model.name = "vae"        # vae (one latent group), ladder or hvae (or "package.module:Class")
   c.model.num_classes = 0     # > 0: conditional on the class label (needs data.labels=True)
+  c.model.class_prior = "learned"  # conditional VAE's p(z|y): "learned" per class, or "standard" N(0, I)
+                                   # (M2's p(z): z keeps no class, so codes transfer between classes)
   c.model.encoder = "mlp"     # vae: mlp or conv (or "package.module:Class")
   c.model.decoder = "mlp"
   c.model.latent_dim = 10

@@ -38,7 +38,7 @@ FREE = frozenset({
 OPT_IN = frozenset({
     "learning_rate", "lr_warmup_steps", "weight_decay", "loss", "beta", "kl_warmup_steps",
     "kl_free_bits", "iwae_k", "gan_r1_gamma", "adam_b1", "adam_b2", "skip_quantile", "skip_factor", "max_consecutive_skips",
-    "data.dir", "data.tfds_data_dir",
+    "data.dir", "data.tfds_data_dir", "data.augment_flip", "data.augment_crop",
 })
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "config_history.jsonl"

@@ -32,6 +32,7 @@ from vae_jax import checkpointing
 from vae_jax import curves
 from vae_jax import config as config_lib
 from vae_jax import data
+from vae_jax.data.augment import Augmentation
 from vae_jax import evaluators as evaluators_lib
 from vae_jax.data.source import gather_examples
 from vae_jax import images
@@ -492,7 +493,8 @@ def setup(config: ml_collections.ConfigDict, workdir: Path, *, allow_config_chan
             log=metrics_log.MetricsLog(workdir / "metrics.jsonl", enabled=primary),
             tensorboard=tensorboard.TensorBoardLog(workdir / "tensorboard", enabled=primary)
             if config.tensorboard else None)
-  train_iter = data.train_iterator(datasets.train, batch_size=config.batch_size, seed=config.seed)
+  train_iter = data.train_iterator(datasets.train, batch_size=config.batch_size, seed=config.seed,
+                                   augment=Augmentation.from_config(config.data, config.seed))
   if data_state is not None:
     train_iter.set_state(data_state)
   start = int(state.step)

@@ -32,7 +32,7 @@ import dataclasses
 
 import ml_collections
 
-from vae_jax.data import folder, idx, missing, shapes, tfds_source
+from vae_jax.data import augment, folder, idx, missing, shapes, tfds_source
 from vae_jax.data.source import ArraySource, Source, head
 from vae_jax.errors import UserError
 
@@ -131,6 +131,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
       )
   if config.get("missing", ""):
     missing.validate(config)
+  augment.validate(config)
   if config.name == "shapes":
     for field in ("shapes_num_train", "shapes_num_test"):
       if config[field] <= 0:

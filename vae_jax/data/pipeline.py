@@ -140,13 +140,15 @@ def _check_batch_size(batch_size: int) -> None:
 
 
 def train_iterator(
-    source: Source, *, batch_size: int, seed: int
+    source: Source, *, batch_size: int, seed: int, augment=None
 ) -> grain.DatasetIterator:
   """An endless iterator of {"image": uint8 [batch_size, H, W, C]} batches.
 
   Batches also have "label": int32 [batch_size] when the source has labels.
   Each epoch visits a new permutation of the examples in whole batches (the
   remainder is dropped). Deterministic in (source, batch_size, seed).
+  `augment` (an `augment.Augmentation`, or None) transforms each batch's
+  images as a function of the batch number, so resuming stays exact.
   """
   _check_batch_size(batch_size)
   if batch_size > len(source):
@@ -158,6 +160,8 @@ def train_iterator(
   dataset = EpochBatches(len(source), batch_size, seed).map(
       functools.partial(_indices_to_batch, source)
   )
+  if augment is not None:
+    dataset = dataset.map_with_index(augment)
   return iter(dataset.to_iter_dataset(_read_options(source)))
 
 

@@ -3,7 +3,10 @@
 With `num_classes` > 0 it is conditional (Kingma et al. 2014, M2's generative
 form): the one-hot label y is appended to the encoder's input as constant
 maps and to z at the decoder's input, and the prior is p(z | y) =
-N(mu_y, diag exp(logvar_y)) with learned per-class parameters.
+N(mu_y, diag exp(logvar_y)) with learned per-class parameters
+(`model.class_prior="learned"`), or p(z) = N(0, I) for every class
+(`"standard"`, M2's own choice): then z cannot mark the class by where it
+lies, which is what lets a code move between classes (vae_jax/transfer.py).
 """
 
 from __future__ import annotations
@@ -30,27 +33,36 @@ class VAE(LatentModel):
   likelihood: Likelihood
   latent_dim: int
   num_classes: int = 0
+  class_prior: str = "learned"  # or "standard": p(z | y) = N(0, I)
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict, image_shape) -> "VAE":
     m = config.model
     if m.latent_dim < 1:
       raise UserError(f"model.latent_dim must be >= 1, got {m.latent_dim}")
+    class_prior = m.get("class_prior", "learned")
+    if class_prior not in ("learned", "standard"):
+      raise UserError(f"model.class_prior={class_prior!r} is not a prior; set --config.model.class_prior to "
+                      "learned (per class) or standard (N(0, I))")
     likelihood = make_likelihood(config)
     return cls(
         encoder=networks.make_encoder(m),
         decoder=networks.make_decoder(m, image_shape,
                                       out_channels=likelihood.out_channels(image_shape[-1])),
-        likelihood=likelihood, latent_dim=m.latent_dim, num_classes=int(m.num_classes))
+        likelihood=likelihood, latent_dim=m.latent_dim, num_classes=int(m.num_classes),
+        class_prior=class_prior)
+
+  def _learned_prior(self) -> bool:
+    return self.num_classes > 0 and self.class_prior == "learned"
 
   def setup(self):
-    if self.num_classes > 0:  # p(z | y): a learned mean and log-variance per class
+    if self._learned_prior():  # p(z | y): a learned mean and log-variance per class
       self.prior_by_class = self.param("prior_by_class", nn.initializers.zeros,
                                        (self.num_classes, 2 * self.latent_dim))
 
   def _prior(self, z_BZ: jax.Array, y: jax.Array | None) -> DiagGaussian:
     y_BK = one_hot(y, self.num_classes)
-    if y_BK is None:
+    if y_BK is None or not self._learned_prior():
       return standard_normal_like(z_BZ)
     mean, logvar = jnp.split(y_BK @ self.prior_by_class, 2, axis=-1)
     return DiagGaussian(mean, logvar)
@@ -75,7 +87,7 @@ class VAE(LatentModel):
     z = scale_noise(q_z, q_z.sample(keys_B, example_rng.latent_stream(sample, 0)),
                     group_temperature(temperature, 0))
     p_z = self._prior(z, y)
-    kl = q_z.kl_standard_normal() if y is None or self.num_classes <= 0 else q_z.kl(p_z)
+    kl = q_z.kl_standard_normal() if y is None or not self._learned_prior() else q_z.kl(p_z)
     group = LatentGroup(z=z, log_q=q_z.log_prob(z), log_p=p_z.log_prob(z), kl=kl)
     return Inference(groups=(group,), p_x=self.decode((z,), y))
 
