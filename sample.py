@@ -5,6 +5,7 @@
       [--traversals trav.png] [--label N]
       [--candidates 4096 --keep_by judge|elbo|realism]
   python sample.py --workdir DIR --inpaint IMAGE --mask MASK --output OUT.png [--num_imputations M]
+  python sample.py --workdir DIR --inpaintings grid.png [--missing mcar|block] [--num_imputations M]
   python sample.py --workdir DIR --transfer [--content A.png --style B.png] --output OUT.png
 
 With --candidates M, M prior samples are drawn and the best --num_samples of
@@ -97,8 +98,16 @@ _STYLE_LABEL = flags.DEFINE_integer("style_label", None, "with --transfer: --sty
 _TRANSFER_ROWS = flags.DEFINE_integer("transfer_rows", 10, "with --transfer and no files: test images in the "
                                       "grid", lower_bound=1)
 
+_INPAINTINGS = flags.DEFINE_string("inpaintings", None, "also write test images filled in under a missing-data "
+                                   "pattern: rows original, input, single imputation, --num_imputations more")
+_MISSING = flags.DEFINE_enum("missing", None, ["mcar", "block"], "--inpaintings' pattern (default: the run's "
+                             "data.missing), with --missing_rate / --missing_block")
+_MISSING_RATE = flags.DEFINE_float("missing_rate", 0.5, "--missing mcar: the share of pixels missing")
+_MISSING_BLOCK = flags.DEFINE_integer("missing_block", 14, "--missing block: the square's side")
+_NUM_INPAINTINGS = flags.DEFINE_integer("num_inpaintings", 10, "--inpaintings: test images", lower_bound=1)
+
 _OUTPUT_FLAGS = {"output": _OUTPUT, "reconstructions": _RECON, "interpolations": _INTERP,
-                 "traversals": _TRAVERSALS}
+                 "traversals": _TRAVERSALS, "inpaintings": _INPAINTINGS}
 
 
 def output_paths() -> dict[str, Path]:
@@ -132,6 +141,10 @@ def make_grids(run: inference.Trained, paths: dict[str, Path]) -> list[tuple[Pat
   if "interpolations" in paths:
     grids.append((paths["interpolations"], latents.interpolation_grid(
         run, num_rows=_INTERP_ROWS.value, num_steps=_INTERP_STEPS.value, method=_INTERP_METHOD.value)))
+  if "inpaintings" in paths:
+    grids.append((paths["inpaintings"], inpainting.test_grid(
+        run, missing_pattern(run), num=_NUM_INPAINTINGS.value, num_samples=_IMPORTANCE.value,
+        num_imputations=_NUM_IMPUTATIONS.value, seed=_SEED.value, mode=_MODE.value)))
   if "traversals" in paths:
     grids.append((paths["traversals"], latents.traversal_grid(
         run, num_units=_TRAV_UNITS.value, num_values=_TRAV_VALUES.value, span=_TRAV_SPAN.value,
@@ -169,6 +182,20 @@ def inpainted(run: inference.Trained) -> Image.Image:
                               num_imputations=_NUM_IMPUTATIONS.value, seed=_SEED.value, mode=_MODE.value,
                               label=_LABEL.value)
   return inpainting.output_image(filled, image, observed)
+
+
+def missing_pattern(run: inference.Trained):
+  """--inpaintings' pattern: --missing (with its rate or block), else the run's own data.missing."""
+  from vae_jax.data import missing
+  inpainting.check_model(run)
+  config = run.config.data.copy_and_resolve_references()
+  if _MISSING.value:
+    config.missing, config.missing_rate, config.missing_block = _MISSING.value, _MISSING_RATE.value, _MISSING_BLOCK.value
+  if not config.missing:
+    raise UserError("--inpaintings needs a missing-data pattern: this run was trained on complete data, so pass "
+                    "--missing mcar (with --missing_rate) or --missing block (with --missing_block)")
+  missing.validate(config)
+  return missing.MissingPattern.from_config(config)
 
 
 def check_transfer(run: inference.Trained) -> None:

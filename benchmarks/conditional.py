@@ -5,8 +5,8 @@
 
 For each trained conditional run (configs/mnist_cvae.py, configs/fashion_mnist_cvae.py):
 
-Conditional generation: --num_samples prior samples, sample i of class i mod C (the likelihood's
-mean, as shown), judged by the dataset's classifier: `cond_accuracy` (the judge gives the asked
+Conditional generation: --num_samples prior samples at temperature 1 (and at --temperatures),
+sample i of class i mod C (the likelihood's mean, as shown), judged by the dataset's classifier: `cond_accuracy` (the judge gives the asked
 class), judge-FID against the whole test split, and per-class FID (class c's samples against the
 test images of class c).
 
@@ -43,10 +43,10 @@ from vae_jax.evaluators.sample_quality import generate_images, real_features  # 
 from vae_jax.features.extractors import FEATURES  # noqa: E402
 
 
-def generation(run, judge, test, test_y, args) -> dict:
+def generation(run, judge, test, test_y, args, temperature: float = 1.0) -> dict:
   c = transfer.num_classes(run)
   fake, asked = generate_images(run.params, jax.random.key(args.seed), args.num_samples, model=run.model,
-                                batch_size=500, num_classes=c)
+                                batch_size=500, num_classes=c, temperature=temperature)
   fake_f, logits = judge.outputs(fake)
   real_f, _ = real_features(judge, test)
   per_class = [sample_metrics.fid(real_f[test_y == k], fake_f[asked == k]) for k in range(c)]
@@ -102,6 +102,8 @@ def measure(name: str, workdir: str, args, out: Path) -> dict:
   x, y = gather_examples(test, np.arange(len(test)))
   judge = FEATURES.get("judge")(run.config.data, None)
   result = {"workdir": workdir, "step": run.step, **generation(run, judge, test, y, args)}
+  result["by_temperature"] = {t: {k: v for k, v in generation(run, judge, test, y, args, float(t)).items()
+                                  if k in ("cond_accuracy", "fid")} for t in args.temperatures.split(",")}
   result.update(style_transfer(run, judge, x[:args.num_content], y[:args.num_content], args))
   result["judge_test_accuracy"] = judge.info().get("judge_test_accuracy")
   pictures(run, x, y, name, out)
@@ -120,6 +122,9 @@ def report(results: dict, argv: list[str]) -> str:
                  f"{r['code_correlation']:.3f} ({r['code_correlation_shuffled']:.3f}) | "
                  f"{r['generative_classifier_accuracy']:.4f} | {r['judge_test_accuracy']:.4f} |")
   for name, r in results.items():
+    lines += ["", f"{name} at lower prior temperatures (cond. accuracy / FID): " + ", ".join(
+        f"T = {t}: {v['cond_accuracy']:.4f} / {v['fid']:.1f}" for t, v in r["by_temperature"].items())]
+  for name, r in results.items():
     lines += ["", f"{name} per class (cond. accuracy / FID): " + ", ".join(
         f"{k}: {a:.3f} / {f:.1f}" for k, (a, f) in enumerate(zip(r["cond_accuracy_per_class"], r["fid_per_class"])))]
   return "\n".join(lines) + "\n"
@@ -134,6 +139,8 @@ def main() -> None:
   p.add_argument("--num_classify", type=int, default=1000)
   p.add_argument("--classify_k", type=int, default=10)
   p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--temperatures", default="0.9,0.8,0.7", help="also: cond. accuracy and FID at these prior "
+                 "temperatures (z ~ N(0, T^2 I))")
   args = p.parse_args()
   out = Path(args.out)
   out.mkdir(parents=True, exist_ok=True)

@@ -296,3 +296,34 @@ def test_inpaint_bad_input_is_one_error_and_no_file(miwae_run, tmp_path, case, f
   proc = run("sample.py", f"--workdir={miwae_run}", *args, f"--output={tmp_path / 'out.png'}", check=False)
   assert_user_error(proc, fragment)
   assert not (tmp_path / "out.png").exists()
+
+
+def test_inpaintings_grid_of_test_images_under_the_runs_pattern(miwae_run, tmp_path):
+  from vae_jax import inference
+  from vae_jax.data.missing import MissingPattern
+  out = tmp_path / "grid.png"
+  run("sample.py", f"--workdir={miwae_run}", f"--output={tmp_path / 's.png'}", f"--inpaintings={out}",
+      "--num_inpaintings=3", "--num_imputations=1", "--importance_samples=10")
+  grid = np.asarray(Image.open(out))
+  assert grid.shape == (4 * 29 + 1, 3 * 29 + 1)  # rows: original, input, single, 1 resampled; 3 images
+  trained = inference.load_trained(miwae_run)
+  x, _ = inference.first_test_images(trained, 3)
+  observed = MissingPattern.from_config(trained.config.data).observed("test", np.arange(3), (28, 28))[..., 0]
+  for i in range(3):
+    tile = lambda row: grid[1 + 29 * row:29 * (row + 1), 1 + 29 * i:29 * (i + 1)]  # noqa: E731
+    np.testing.assert_array_equal(tile(0), x[i, ..., 0])
+    np.testing.assert_array_equal(tile(1), np.where(observed[i], x[i, ..., 0], 128))
+    for row in (2, 3):
+      np.testing.assert_array_equal(tile(row)[observed[i]], x[i, ..., 0][observed[i]])
+
+
+def test_inpaintings_of_a_complete_data_run_need_a_pattern(tmp_path):
+  wd = tmp_path / "run"
+  run("train.py", f"--workdir={wd}", *TINY)
+  proc = run("sample.py", f"--workdir={wd}", f"--inpaintings={tmp_path / 'g.png'}", f"--output={tmp_path / 's.png'}",
+             check=False)
+  assert_user_error(proc, "--inpaintings needs a missing-data pattern")
+  assert not (tmp_path / "s.png").exists()
+  run("sample.py", f"--workdir={wd}", f"--inpaintings={tmp_path / 'g.png'}", f"--output={tmp_path / 's.png'}",
+      "--missing=block", "--missing_block=6", "--num_inpaintings=2", "--importance_samples=5")
+  assert Image.open(tmp_path / "g.png").size == (2 * 29 + 1, 3 * 29 + 1)

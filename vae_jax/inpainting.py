@@ -1,4 +1,4 @@
-"""Inpainting a user's own image: an image file and a mask file in, filled images out.
+"""Inpainting: a user's own image and mask file, or test images under a missing-data pattern.
 
 The mask is a grayscale image of the same size as the image, white (>= 128)
 where pixels are missing. The image is converted to the run's channels (gray
@@ -10,6 +10,11 @@ when it covers any missing pixel, so no missing value leaks into an observed
 one), and the filled pixels are resized back (bicubic). Either way the
 output has the input's size and keeps every observed pixel of the input
 exactly: only the pixels the mask marks missing change.
+
+`test_grid` fills the first test images under a pattern (`data/missing.py`;
+the run's own `data.missing` by default): one column per image, rows the
+original, the input (missing pixels grey), the single imputation and M
+resampled ones.
 """
 
 from __future__ import annotations
@@ -98,8 +103,27 @@ def output_image(filled_NHWC: np.ndarray, image_HWC: np.ndarray, observed_HW1: n
   return Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
 
 
+def test_grid(run, pattern, *, num: int, num_samples: int, num_imputations: int, seed: int,
+              mode: str = "mean") -> Image.Image:
+  """The grid described in the module doc, for the first `num` test images; not written."""
+  from vae_jax import inference
+  x, y = inference.first_test_images(run, num)
+  observed = pattern.observed("test", np.arange(num), x.shape[1:3])
+  if num_classes_of(run) <= 0:
+    y = None
+  out = imputation.impute(run.params, x, observed, jax.random.split(jax.random.key(seed), num), model=run.model,
+                          num_samples=num_samples, num_imputations=num_imputations, mode=mode, y=y)
+  given = x / 255.0
+  rows = [given, np.where(observed, given, 0.5), np.asarray(out.single), *np.asarray(out.multiple)]
+  return images.grid_image(np.concatenate(rows), ncol=num)
+
+
+def num_classes_of(run) -> int:
+  return int(getattr(run.model, "num_classes", 0))
+
+
 def check_label(run, label: int | None) -> None:
-  k = int(getattr(run.model, "num_classes", 0))
+  k = num_classes_of(run)
   if k > 0 and label is None:
     raise UserError(f"this run's model is conditional on {k} classes: pass --label N (0..{k - 1}), "
                     "the class of the image to fill")
