@@ -31,7 +31,6 @@ from vae_jax import images
 from vae_jax import model as model_lib
 from vae_jax.data.image_convert import to_array
 from vae_jax.errors import UserError
-from vae_jax.models.base import observed_log_prob
 
 
 def num_classes(run) -> int:
@@ -74,8 +73,7 @@ def _class_bound(params, images_BHWC: jax.Array, y_B: jax.Array, keys_B: jax.Arr
   context = model_lib.encode(params, x, model=model, y=y_B)
 
   def one(s):
-    inference = model_lib.infer(params, context, keys_B, model=model, y=y_B, sample=s)
-    return observed_log_prob(inference.p_x, x, None) + sum(g.log_p - g.log_q for g in inference.groups)
+    return model_lib.infer(params, context, keys_B, model=model, y=y_B, sample=s).log_weight(x)
   log_w_KB = jax.lax.map(one, jnp.arange(k))
   return jax.nn.logsumexp(log_w_KB, axis=0) - jnp.log(k)
 

@@ -9,7 +9,9 @@ built from the config by `from_config`. It owns:
                          encoder sees x and log_prob scores x
   __call__(out_BHWP)     the decoder's raw output -> a distribution with
                          `log_prob(x)` [B] (summed over pixels, nats), `mean`
-                         and `sample(keys_B)` (images in [0, 1])
+                         and `sample(keys_B)` (images in [0, 1]); for missing
+                         data, `log_prob(x, observed=...)` sums over the
+                         observed pixels only (bool [B, H, W, 1])
   nats_to_bits_per_dim   per-image nats -> bits per dimension of the 8-bit data
 
 Every likelihood works in the same space, x in [0, 1], so encoders, sampling

@@ -33,6 +33,7 @@ Adding a model: a file with a `LatentModel` subclass that has a
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -80,11 +81,10 @@ def observed_log_prob(p_x, x: jax.Array, observed: jax.Array | None) -> jax.Arra
   """log p(x|z) [B], or log p(x_o|z) over the `observed` pixels when it is given."""
   if observed is None:
     return p_x.log_prob(x)
-  try:
-    return p_x.log_prob(x, observed)
-  except TypeError:
+  if "observed" not in inspect.signature(p_x.log_prob).parameters:
     raise UserError(f"{type(p_x).__name__} cannot score only the observed pixels, so it cannot be "
-                    "trained on missing data; use a per-pixel likelihood (bernoulli, gaussian, dlm)") from None
+                    "trained on missing data; use a per-pixel likelihood (bernoulli, gaussian, dlm)")
+  return p_x.log_prob(x, observed=observed)
 
 
 @flax.struct.dataclass
