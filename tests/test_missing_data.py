@@ -315,15 +315,3 @@ def test_inpaintings_grid_of_test_images_under_the_runs_pattern(miwae_run, tmp_p
     np.testing.assert_array_equal(tile(1), np.where(observed[i], x[i, ..., 0], 128))
     for row in (2, 3):
       np.testing.assert_array_equal(tile(row)[observed[i]], x[i, ..., 0][observed[i]])
-
-
-def test_inpaintings_of_a_complete_data_run_need_a_pattern(tmp_path):
-  wd = tmp_path / "run"
-  run("train.py", f"--workdir={wd}", *TINY)
-  proc = run("sample.py", f"--workdir={wd}", f"--inpaintings={tmp_path / 'g.png'}", f"--output={tmp_path / 's.png'}",
-             check=False)
-  assert_user_error(proc, "--inpaintings needs a missing-data pattern")
-  assert not (tmp_path / "s.png").exists()
-  run("sample.py", f"--workdir={wd}", f"--inpaintings={tmp_path / 'g.png'}", f"--output={tmp_path / 's.png'}",
-      "--missing=block", "--missing_block=6", "--num_inpaintings=2", "--importance_samples=5")
-  assert Image.open(tmp_path / "g.png").size == (2 * 29 + 1, 3 * 29 + 1)

@@ -165,3 +165,19 @@ def test_traversals_and_slerp_interpolations_through_the_cli(trained, out):
   w = 28 + 1  # the end columns are the same posterior means; the middle ones follow different paths
   np.testing.assert_array_equal(slerp[:, :w + 1], line[:, :w + 1])
   assert not np.array_equal(slerp[:, w + 1:2 * w + 1], line[:, w + 1:2 * w + 1])
+
+
+def test_transfer_needs_a_two_code_model(trained, out):
+  proc = sample(trained, "--transfer", f"--output={out / 'o.png'}")
+  assert_user_error(proc, "--transfer needs a two-code model")
+  assert not (out / "o.png").exists()
+
+
+def test_inpaintings_of_a_complete_data_run_need_a_pattern(trained, out):
+  proc = sample(trained, f"--inpaintings={out / 'g.png'}", f"--output={out / 's.png'}")
+  assert_user_error(proc, "--inpaintings needs a missing-data pattern")
+  assert not (out / "s.png").exists()
+  proc = sample(trained, f"--inpaintings={out / 'g.png'}", f"--output={out / 's.png'}", "--missing=block",
+                "--missing_block=6", "--num_inpaintings=2", "--importance_samples=5")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert Image.open(out / "g.png").size == (2 * 29 + 1, 3 * 29 + 1)

@@ -121,13 +121,6 @@ def test_transfer_bad_input_is_one_error_and_no_file(shapes_cvae, tmp_path, args
   assert not (tmp_path / "o.png").exists()
 
 
-def test_transfer_needs_a_two_code_model(tmp_path):
-  wd = tmp_path / "plain"
-  run("train.py", f"--workdir={wd}", *TINY)
-  proc = run("sample.py", f"--workdir={wd}", "--transfer", f"--output={tmp_path / 'o.png'}", check=False)
-  assert_user_error(proc, "--transfer needs a two-code model")
-
-
 def test_transfer_on_a_folder_of_styles_end_to_end(tmp_path):
   """Two 'styles' (warm and cool tints) as subfolders: train, then move a warm picture into the cool style."""
   rng = np.random.default_rng(0)
