@@ -44,7 +44,7 @@ from vae_jax.features.extractors import FEATURES  # noqa: E402
 
 
 def generation(run, judge, test, test_y, args, temperature: float = 1.0) -> dict:
-  c = transfer.num_classes(run)
+  c = inference.num_classes(run)
   fake, asked = generate_images(run.params, jax.random.key(args.seed), args.num_samples, model=run.model,
                                 batch_size=500, num_classes=c, temperature=temperature)
   fake_f, logits = judge.outputs(fake)
@@ -62,7 +62,7 @@ def pearson_per_unit(a_NZ: np.ndarray, b_NZ: np.ndarray) -> np.ndarray:
 
 
 def style_transfer(run, judge, x, y, args) -> dict:
-  c = transfer.num_classes(run)
+  c = inference.num_classes(run)
   z_a = np.asarray(transfer.codes(run.params, x, y, model=run.model)[0]).reshape(len(x), -1)
   active = np.var(z_a, 0) > 0.01
   correct, total, z_pairs, z_new = 0, 0, [], []
@@ -87,7 +87,7 @@ def style_transfer(run, judge, x, y, args) -> dict:
 
 
 def pictures(run, x, y, name: str, out: Path) -> None:
-  c = transfer.num_classes(run)
+  c = inference.num_classes(run)
   samples, _ = generate_images(run.params, jax.random.key(1), 8 * c, model=run.model, batch_size=8 * c,
                                num_classes=c)
   images.save_image(images.grid_image(samples / 255.0, ncol=c), out / f"{name}_classes.png")

@@ -22,6 +22,18 @@ from vae_jax.errors import UserError
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
 
 
+def open_image(path: str | os.PathLike, what: str) -> Image.Image:
+  """The decoded image file (a loaded copy); one-line UserError naming `what` if absent or unreadable."""
+  try:
+    with Image.open(path) as image:
+      image.load()
+      return image.copy()
+  except FileNotFoundError:
+    raise UserError(f"{what} {path} not found") from None
+  except OSError as e:  # PIL's UnidentifiedImageError and truncated files are OSErrors
+    raise UserError(f"{what} {path} is not a readable image ({e})") from None
+
+
 def to_uint8(images_NHWC: np.ndarray) -> np.ndarray:
   """Floats in [0, 1] -> uint8, clipped."""
   return np.clip(np.rint(np.asarray(images_NHWC, np.float32) * 255.0), 0, 255).astype(np.uint8)

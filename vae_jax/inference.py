@@ -80,15 +80,26 @@ def load_trained(workdir: str | Path) -> Trained:
   return Trained(config=config, model=model, params=params, step=step, params_kind=kind)
 
 
+def num_classes(run: Trained) -> int:
+  """The run's number of classes: > 0 for a conditional model, else 0."""
+  return int(getattr(run.model, "num_classes", 0))
+
+
+def check_class(run: Trained, label: int | None, flag: str = "--label") -> None:
+  """Refuses a class label (given as `flag`) that this run's model cannot take; None passes."""
+  k = num_classes(run)
+  if label is not None and k <= 0:
+    raise UserError(f"{flag} needs a conditional model; {run.config.model.name} in this run has no "
+                    "classes (train with --config.model.num_classes=N --config.data.labels=True)")
+  if label is not None and not 0 <= label < k:
+    raise UserError(f"{flag} {label} is not a class of this run; valid: 0..{k - 1}")
+
+
 def sample_labels(run: Trained, num: int, label: int | None) -> tuple[np.ndarray | None, int | None]:
   """(labels, grid columns) for prior samples: class `label` for all, or, for a conditional model
   with no label, the classes in turn (column j of the grid is class j)."""
-  k = getattr(run.model, "num_classes", 0)
-  if label is not None and k <= 0:
-    raise UserError(f"--label needs a conditional model; {run.config.model.name} in this run has no "
-                    "classes (train with --config.model.num_classes=N --config.data.labels=True)")
-  if label is not None and not 0 <= label < k:
-    raise UserError(f"--label {label} is not a class of this run; valid: 0..{k - 1}")
+  check_class(run, label)
+  k = num_classes(run)
   if k <= 0:
     return None, None
   if label is not None:

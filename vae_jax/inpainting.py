@@ -21,28 +21,17 @@ from __future__ import annotations
 
 import jax
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from vae_jax import images, imputation
+from vae_jax import images, imputation, inference
 from vae_jax.data.image_convert import to_channels
 from vae_jax.errors import UserError
 
 
-def _open(path: str, what: str) -> Image.Image:
-  try:
-    with Image.open(path) as image:
-      image.load()
-      return image.copy()
-  except FileNotFoundError:
-    raise UserError(f"{what} {path} not found") from None
-  except (UnidentifiedImageError, OSError) as e:
-    raise UserError(f"{what} {path} is not a readable image ({e})") from None
-
-
 def read_pair(image_path: str, mask_path: str, channels: int) -> tuple[np.ndarray, np.ndarray]:
   """(uint8 [H, W, C] image, bool [H, W, 1] observed) from the two files, checked."""
-  image = to_channels(_open(image_path, "--inpaint image"), channels)
-  mask = _open(mask_path, "--mask")
+  image = to_channels(images.open_image(image_path, "--inpaint image"), channels)
+  mask = images.open_image(mask_path, "--mask")
   if mask.size != image.size:
     raise UserError(f"--mask {mask_path} is {mask.size[0]}x{mask.size[1]} but --inpaint {image_path} is "
                     f"{image.size[0]}x{image.size[1]}; the mask must be the image's size (white = missing)")
@@ -106,10 +95,9 @@ def output_image(filled_NHWC: np.ndarray, image_HWC: np.ndarray, observed_HW1: n
 def test_grid(run, pattern, *, num: int, num_samples: int, num_imputations: int, seed: int,
               mode: str = "mean") -> Image.Image:
   """The grid described in the module doc, for the first `num` test images; not written."""
-  from vae_jax import inference
   x, y = inference.first_test_images(run, num)
   observed = pattern.observed("test", np.arange(num), x.shape[1:3])
-  if num_classes_of(run) <= 0:
+  if inference.num_classes(run) <= 0:
     y = None
   out = imputation.impute(run.params, x, observed, jax.random.split(jax.random.key(seed), num), model=run.model,
                           num_samples=num_samples, num_imputations=num_imputations, mode=mode, y=y)
@@ -118,19 +106,13 @@ def test_grid(run, pattern, *, num: int, num_samples: int, num_imputations: int,
   return images.grid_image(np.concatenate(rows), ncol=num)
 
 
-def num_classes_of(run) -> int:
-  return int(getattr(run.model, "num_classes", 0))
-
-
 def check_label(run, label: int | None) -> None:
-  k = num_classes_of(run)
+  """--inpaint's class: required by a conditional model, refused by another."""
+  k = inference.num_classes(run)
   if k > 0 and label is None:
     raise UserError(f"this run's model is conditional on {k} classes: pass --label N (0..{k - 1}), "
                     "the class of the image to fill")
-  if k <= 0 and label is not None:
-    raise UserError("--label needs a conditional model; this run has no classes")
-  if label is not None and not 0 <= label < k:
-    raise UserError(f"--label {label} is not a class of this run; valid: 0..{k - 1}")
+  inference.check_class(run, label)
 
 
 def check_model(run) -> None:

@@ -96,7 +96,7 @@ def _check_method(method: str) -> None:
     raise UserError(f"interpolation method {method!r} is not one of {', '.join(METHODS)}")
 
 
-def _posterior_means(params, images_BHWC: jax.Array, *, model, y: jax.Array | None) -> list[jax.Array]:
+def posterior_means(params, images_BHWC: jax.Array, *, model, y: jax.Array | None) -> list[jax.Array]:
   """Every group's z at the posterior's zero-noise path (its mean given the means above)."""
   x = images_BHWC.astype(jnp.float32) / 255.0
   context = model_lib.encode(params, x, model=model, y=y)
@@ -114,8 +114,8 @@ def _interpolation_path(params, a_BHWC, b_BHWC, y_a, *, model, num_steps: int, m
   path = _PATHS[method]
   t_T = jnp.linspace(0.0, 1.0, num_steps)
   zs = []
-  for z_a, z_b in zip(_posterior_means(params, a_BHWC, model=model, y=y_a),
-                      _posterior_means(params, b_BHWC, model=model, y=y_a)):
+  for z_a, z_b in zip(posterior_means(params, a_BHWC, model=model, y=y_a),
+                      posterior_means(params, b_BHWC, model=model, y=y_a)):
     flat = path(z_a.reshape(z_a.shape[0], -1), z_b.reshape(z_b.shape[0], -1), t_T)  # [B, T, D]
     zs.append(flat.reshape(-1, *z_a.shape[1:]))
   y = None if y_a is None else jnp.repeat(y_a, num_steps)

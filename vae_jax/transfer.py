@@ -27,19 +27,15 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from vae_jax import images
+from vae_jax import images, inference, latents
 from vae_jax import model as model_lib
 from vae_jax.data.image_convert import to_array
 from vae_jax.errors import UserError
 
 
-def num_classes(run) -> int:
-  return int(getattr(run.model, "num_classes", 0))
-
-
 def check_model(run) -> None:
   """Refuses a model without two codes, in one line."""
-  if not run.model.has_encoder or num_classes(run) <= 0:
+  if not run.model.has_encoder or inference.num_classes(run) <= 0:
     raise UserError(f"--transfer needs a two-code model: a conditional VAE (model.num_classes > 0, e.g. "
                     f"configs/mnist_cvae.py or a labelled folder); this run's {run.config.model.name} has no "
                     "group code")
@@ -52,10 +48,7 @@ def _unit(images_BHWC: jax.Array) -> jax.Array:
 @functools.partial(jax.jit, static_argnames=("model",))
 def codes(params, images_BHWC: jax.Array, y_B: jax.Array, *, model) -> tuple[jax.Array, ...]:
   """Each latent group's posterior mean path for uint8 images in their groups y_B: the per-image code."""
-  x = _unit(images_BHWC)
-  keys = jax.random.split(jax.random.key(0), x.shape[0])  # unused at temperature 0
-  context = model_lib.encode(params, x, model=model, y=y_B)
-  return tuple(g.z for g in model_lib.infer(params, context, keys, model=model, y=y_B, temperature=0.0).groups)
+  return tuple(latents.posterior_means(params, images_BHWC, model=model, y=y_B))
 
 
 @functools.partial(jax.jit, static_argnames=("model",))
@@ -82,7 +75,7 @@ def class_log_likelihoods(run, images_BHWC: np.ndarray, *, k: int = 10, seed: in
   """[B, C]: L_k(x | y = c) for every class c (the same draws' keys for every class)."""
   keys = jax.random.split(jax.random.key(seed), len(images_BHWC))
   return np.stack([np.asarray(_class_bound(run.params, images_BHWC, np.full(len(images_BHWC), c, np.int32),
-                                           keys, model=run.model, k=k)) for c in range(num_classes(run))], 1)
+                                           keys, model=run.model, k=k)) for c in range(inference.num_classes(run))], 1)
 
 
 def infer_labels(run, images_BHWC: np.ndarray, *, k: int = 10, seed: int = 0) -> np.ndarray:
@@ -92,27 +85,16 @@ def infer_labels(run, images_BHWC: np.ndarray, *, k: int = 10, seed: int = 0) ->
 
 def read_image(path: str, run, what: str) -> np.ndarray:
   """uint8 [S, S, C] for the run's model: the file converted, centre-cropped and resized."""
-  try:
-    with Image.open(path) as image:
-      image.load()
-      return to_array(image, size=run.config.data.image_size, channels=run.config.data.channels)
-  except FileNotFoundError:
-    raise UserError(f"{what} {path} not found") from None
-  except OSError as e:
-    raise UserError(f"{what} {path} is not a readable image ({e})") from None
-
-
-def check_label(run, label: int | None, what: str) -> None:
-  if label is not None and not 0 <= label < num_classes(run):
-    raise UserError(f"{what} {label} is not a class of this run; valid: 0..{num_classes(run) - 1}")
+  return to_array(images.open_image(path, what), size=run.config.data.image_size,
+                  channels=run.config.data.channels)
 
 
 def transfer_files(run, content_path: str, style_path: str | None, *, content_label: int | None = None,
                    style_label: int | None = None) -> tuple[Image.Image, int, int]:
   """(the transfer image at the model's size, content group, style group); a group not given is the
   model's guess from its image (`style_path` may be None when `style_label` is given)."""
-  check_label(run, content_label, "--content_label")
-  check_label(run, style_label, "--style_label")
+  inference.check_class(run, content_label, "--content_label")
+  inference.check_class(run, style_label, "--style_label")
   a = read_image(content_path, run, "--content")
   y_a = content_label if content_label is not None else int(infer_labels(run, a[None])[0])
   if style_label is not None:
@@ -126,7 +108,7 @@ def transfer_files(run, content_path: str, style_path: str | None, *, content_la
 
 def analogy_images(run, content_NHWC: np.ndarray, content_y_N: np.ndarray) -> np.ndarray:
   """[N * (1 + C), H, W, C] in [0, 1]: row i is content image i, then its transfer into each group."""
-  c = num_classes(run)
+  c = inference.num_classes(run)
   rows = [content_NHWC[:, None] / 255.0]
   for group in range(c):
     rows.append(np.asarray(transfer(run.params, content_NHWC, content_y_N, np.full(len(content_NHWC), group,
@@ -136,4 +118,4 @@ def analogy_images(run, content_NHWC: np.ndarray, content_y_N: np.ndarray) -> np
 
 def analogy_grid(run, content_NHWC: np.ndarray, content_y_N: np.ndarray) -> Image.Image:
   """The grid of `analogy_images`: column 0 the test images, column 1 + g their transfer into group g."""
-  return images.grid_image(analogy_images(run, content_NHWC, content_y_N), ncol=1 + num_classes(run))
+  return images.grid_image(analogy_images(run, content_NHWC, content_y_N), ncol=1 + inference.num_classes(run))
