@@ -9,7 +9,7 @@ importance weights are
 so that sum_k w_k f(z_k) estimates E[f(z) | x_o] under the model.
 
 Single imputation: the conditional mean of the missing pixels,
-    x_m ~= sum_k w_k E[x_m | z_k]      (MIWAE's eq. 11).
+    x_m ~= sum_k w_k E[x_m | z_k]      (Mattei & Frellsen 2019, sec. 4).
 Multiple imputation by sampling importance resampling: each of M imputations
 picks one k with probability w_k and shows p(x_m | z_k)'s mean (`mode="mean"`,
 as our grids do) or a draw from it (`mode="sample"`).
