@@ -11,7 +11,8 @@ class), judge-FID against the whole test split, and per-class FID (class c's sam
 test images of class c).
 
 Style transfer (vae_jax/transfer.py): the first --num_content test images A, each transferred into
-every other class B: `transfer_accuracy` (the judge gives B's class), and how well the transfer keeps
+every other class B: `transfer_accuracy` (the judge gives B's class; per target class, and the
+confusion counts [target, judged], in results.json), and how well the transfer keeps
 A's per-image code: z' = the posterior mean of q(z | transfer, B) against z_A, as the Pearson
 correlation per latent unit over all pairs, averaged over the active units (variance of z_A above
 0.01); `code_correlation_shuffled` pairs each z' with another image's z_A (the chance level).
@@ -66,11 +67,14 @@ def style_transfer(run, judge, x, y, args) -> dict:
   z_a = np.asarray(transfer.codes(run.params, x, y, model=run.model)[0]).reshape(len(x), -1)
   active = np.var(z_a, 0) > 0.01
   correct, total, z_pairs, z_new = 0, 0, [], []
+  confusion_CC = np.zeros((c, c), np.int64)  # [target class, judged class]
   for shift in range(1, c):
     target = ((y + shift) % c).astype(np.int32)
     out = images.to_uint8(np.asarray(transfer.transfer(run.params, x, y, target, model=run.model)))
     _, logits = judge.outputs(out)
-    correct += int(np.sum(np.argmax(logits, 1) == target))
+    judged = np.argmax(logits, 1)
+    correct += int(np.sum(judged == target))
+    np.add.at(confusion_CC, (target, judged), 1)
     total += len(x)
     z_new.append(np.asarray(transfer.codes(run.params, out, target, model=run.model)[0]).reshape(len(x), -1))
     z_pairs.append(z_a)
@@ -78,6 +82,8 @@ def style_transfer(run, judge, x, y, args) -> dict:
   shuffled = z_pairs[np.random.default_rng(0).permutation(len(z_pairs))]
   guessed = transfer.infer_labels(run, x[:args.num_classify], k=args.classify_k)
   return {"transfer_accuracy": correct / total, "num_transfers": total,
+          "transfer_accuracy_per_class": (np.diag(confusion_CC) / confusion_CC.sum(1)).tolist(),
+          "transfer_confusion": confusion_CC.tolist(),
           "code_correlation": float(np.mean(pearson_per_unit(z_pairs, z_new)[active])),
           "code_correlation_all_units": float(np.mean(pearson_per_unit(z_pairs, z_new))),
           "code_correlation_shuffled": float(np.mean(pearson_per_unit(shuffled, z_new)[active])),
@@ -127,6 +133,10 @@ def report(results: dict, argv: list[str]) -> str:
   for name, r in results.items():
     lines += ["", f"{name} per class (cond. accuracy / FID): " + ", ".join(
         f"{k}: {a:.3f} / {f:.1f}" for k, (a, f) in enumerate(zip(r["cond_accuracy_per_class"], r["fid_per_class"])))]
+  for name, r in results.items():
+    if "transfer_accuracy_per_class" in r:
+      lines += ["", f"{name} transfers into each class (judged B's class): " + ", ".join(
+          f"{k}: {a:.3f}" for k, a in enumerate(r["transfer_accuracy_per_class"]))]
   return "\n".join(lines) + "\n"
 
 
