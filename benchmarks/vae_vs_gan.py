@@ -12,7 +12,7 @@ the first --is_nll_examples test images). It writes OUT/report.md (a table
 per dataset: mean ± std over seeds), OUT/results.json (every run), and
 OUT/<dataset>_curves.png (judge-FID, precision and recall against training
 seconds). Runs are skipped when their workdir already holds a finished run,
-so an interrupted report resumes; the report covers every finished run under OUT. Run it on a quiet machine: a wall-clock
+so an interrupted report resumes (an unfinished run is started again from scratch); the report covers every finished run under OUT. Run it on a quiet machine: a wall-clock
 budget measures the machine as much as the model.
 
 Failures are counted per run: `diverged` (train.py failed, or a non-finite
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -86,6 +87,9 @@ def one_run(dataset: str, model: str, budget: float, seed: int, args) -> dict:
   record_path = workdir / "benchmark.json"
   if record_path.exists():
     return json.loads(record_path.read_text())
+  if workdir.exists():  # an interrupted run: resuming it would grant a second budget
+    print(f"removing the unfinished run {workdir}", flush=True)
+    shutil.rmtree(workdir)
   cmd = train_command(dataset, model, budget, seed, workdir, args)
   print(f"[{time.strftime('%H:%M:%S')}] {dataset} {model} budget {budget:.0f} s seed {seed}", flush=True)
   proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)

@@ -116,10 +116,20 @@ def test_group_temperatures_one_per_group(run_dir, tmp_path):
     inference.parse_temperatures(run, 1.0, ["1"] * (groups + 1))
 
 
-def _cpu_seconds(pid: int) -> float:
-  """User + system CPU seconds of a running process (Linux /proc)."""
-  fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-  return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def _read_line_within(stream, prefix: str, *, seconds: float) -> str | None:
+  """The first line of `stream` starting with `prefix`, read in a thread, or None after `seconds`."""
+  import threading
+  found = []
+
+  def read():
+    for line in stream:
+      if line.startswith(prefix):
+        found.append(line)
+        return
+  reader = threading.Thread(target=read, daemon=True)
+  reader.start()
+  reader.join(seconds)
+  return found[0] if found else None
 
 
 def test_evaluate_cli_ctrl_c_is_one_line_and_writes_nothing(tmp_path, small_run):
@@ -127,17 +137,24 @@ def test_evaluate_cli_ctrl_c_is_one_line_and_writes_nothing(tmp_path, small_run)
   import time
   env = dict(os.environ, XLA_FLAGS="--xla_backend_optimization_level=0", JAX_PLATFORMS="cpu")
   out = tmp_path / "eval.json"
-  proc = subprocess.Popen([sys.executable, "-m", "vae_jax.evaluate", "--workdir", str(small_run), "--metrics",
+  # `python -m vae_jax.evaluate` with Python's own Ctrl-C handler, as a terminal's foreground job has it:
+  # a suite started as a script's background job (`pytest &`) passes SIGINT down ignored.
+  launch = ("import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            "runpy.run_module('vae_jax.evaluate', run_name='__main__', alter_sys=True)")
+  proc = subprocess.Popen([sys.executable, "-c", launch, "--workdir", str(small_run), "--metrics",
                            "is_nll", "--k", "5000000", "--output", str(out)], cwd=REPO, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-  # Interrupt once it is evaluating: after ~6 s of its own CPU time (imports take 3-4 s), not after a
-  # fixed wall time, which a loaded machine can spend importing (a library's bare `except:` around an
-  # optional import can swallow a KeyboardInterrupt there).
-  deadline = time.time() + 120
-  while _cpu_seconds(proc.pid) < 6 and time.time() < deadline and proc.poll() is None:
-    time.sleep(0.2)
-  assert proc.poll() is None, "the evaluation ended before it could be interrupted"
-  proc.send_signal(signal.SIGINT)
-  _, stderr = proc.communicate(timeout=180)
+  try:
+    # Interrupt once it is evaluating (its announcement on stderr), plus a second: never during the
+    # imports, where a library's bare `except:` around an optional import could swallow the interrupt.
+    line = _read_line_within(proc.stderr, "evaluating is_nll", seconds=120)
+    assert line and proc.poll() is None, "the evaluation ended or did not start before it could be interrupted"
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    _, stderr = proc.communicate(timeout=60)
+  finally:
+    proc.kill()
+  assert time.monotonic() - sent < 30, f"exited {time.monotonic() - sent:.0f} s after Ctrl-C"
   assert proc.returncode == 130 and "Traceback" not in stderr, stderr[-2000:]
   assert "nothing was written" in stderr and not out.exists() and not (tmp_path / "eval.json.tmp").exists()

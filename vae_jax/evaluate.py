@@ -100,6 +100,8 @@ def evaluate_run(workdir: str | Path, metrics: list[str], *, k: int | None = Non
                                backend=backend, eval_key=trainer.Keys.from_seed(config.seed).eval,
                                batch_size=config.eval_batch_size)
   chosen = evaluators.make_evaluators(metrics, setup)
+  print(f"evaluating {','.join(metrics)} on {len(test)} test examples at step {run.step} "
+        "(Ctrl-C stops it; nothing is written before the end)", file=sys.stderr, flush=True)
   t0 = time.perf_counter()
   results = evaluators.run_all(chosen, backend.replicate(run.params), test, run.step)
   quality_names = set(metrics) & set(evaluators.SAMPLE_QUALITY_NAMES)

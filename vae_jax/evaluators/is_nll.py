@@ -67,7 +67,11 @@ class IsNllEvaluator:
       d_batch = backend.shard_batch(batch)
       acc = backend.shard_batch({"a": np.full(len(batch["mask"]), -np.inf, np.float32)})["a"]
       for start in range(0, self.k, self.chunk):
-        acc = self._chunk(params, d_batch, self._key, backend.replicate(jnp.int32(start)), acc)
+        new_acc = self._chunk(params, d_batch, self._key, backend.replicate(jnp.int32(start)), acc)
+        # At most two chunks in flight: dispatch is asynchronous, and with a slow model the loop
+        # would queue a batch's k / chunk calls ahead of the device (the bar running ahead of them).
+        jax.block_until_ready(acc)
+        acc = new_acc
         bar.update(min(self.chunk, self.k - start))
       sums = self._reduce(acc, d_batch["mask"])
       totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
