@@ -23,6 +23,7 @@ def get_config():
   c.lr_warmup_steps = 500
   c.grad_clip_norm = 200.0
   c.steps_per_call = 1  # XLA:CPU convolutions are ~10x slower inside a scan loop
+  c.is_nll_chunk = 1  # 500 decoder rows per call stay in cache: 2.8x faster than 100 on XLA:CPU
   c.num_train_steps = 50_000
   c.eval_every = c.sample_every = c.checkpoint_every = 5000
   return c

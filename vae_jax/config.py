@@ -36,7 +36,7 @@ def base_config() -> ml_collections.ConfigDict:
   # Evaluation (vae_jax/evaluators/): run at eval_every and at the end, on the whole test split.
   c.evaluators = ("loss",)    # loss (the configured objective), elbo, is_nll, active_units
   c.is_nll_k = 1000           # is_nll: importance samples per example
-  c.is_nll_chunk = 100        # is_nll: samples per jitted call (bounds memory)
+  c.is_nll_chunk = 10         # is_nll: samples per jitted call (bounds memory; conv configs: 1)
   c.is_nll_num_examples = 0   # is_nll: the first N test examples (0 = all), for cheap curves
   c.active_units_threshold = 0.01  # active_units: Cov_x(E_q[z_u]) above this counts (Burda et al.)
 
