@@ -1,6 +1,6 @@
 """IS-NLL evaluation speed (images x k per second) against the matmul floor on the same machine.
 
-  python benchmarks/is_nll_speed.py --config mnist_mlp [--k 500] [--num_examples 1000] [--chunk 100]
+  python benchmarks/is_nll_speed.py --config mnist_mlp [--k 500] [--num_examples 1000] [--chunk 10]
 
 The floor is the time of the decoder's dense layers alone for the same number of latent samples
 (jitted, same batch x chunk shapes): what IS-NLL would cost if nothing but the decoder's matrix
@@ -53,7 +53,7 @@ def main() -> None:
   parser.add_argument("--data_dir", default=str(REPO.parent / "shared" / "data" / "mnist"))
   parser.add_argument("--k", type=int, default=500)
   parser.add_argument("--num_examples", type=int, default=1000)
-  parser.add_argument("--chunk", type=int, default=100)
+  parser.add_argument("--chunk", type=int, default=None, help="samples per call (default: the config's)")
   parser.add_argument("--batch_size", type=int, default=500)
   args = parser.parse_args()
 
@@ -64,6 +64,7 @@ def main() -> None:
   config = importlib.import_module(f"configs.{args.config}").get_config()
   config.data.dir = args.data_dir
   config.data.num_test_examples = args.num_examples
+  args.chunk = args.chunk or config.is_nll_chunk
   config.is_nll_k, config.is_nll_chunk, config.eval_batch_size = args.k, args.chunk, args.batch_size
   test = data.load_datasets(config.data).test
   shape = (config.data.image_size, config.data.image_size, config.data.channels)

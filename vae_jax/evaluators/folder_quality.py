@@ -2,7 +2,8 @@
 
 Each folder's images are read as they are (PIL; RGB for Inception, which
 resizes them itself, or the judge's channel count), every image once; images
-of different sizes are embedded in groups of one size. The first folder plays
+of different sizes are embedded in groups of one size, a batch at a time, so a
+folder of any size fits in memory (its features do: 8 KB per image for Inception). The first folder plays
 the part of the real images (precision: share of B inside A's manifold;
 recall: share of A inside B's).
 """
@@ -19,8 +20,7 @@ from vae_jax.errors import UserError, one_line
 from vae_jax.evaluators.sample_quality import quality_metrics
 
 
-def read_folder(directory: str | Path, channels: int) -> list[np.ndarray]:
-  """The folder's images as uint8 arrays [H, W, channels] in sorted path order; UserError naming a bad file."""
+def _folder_paths(directory: str | Path) -> tuple[Path, list[str]]:
   directory = Path(directory)
   if not directory.is_dir():
     raise UserError(f"--fid_dirs: {directory} is not a folder")
@@ -28,39 +28,51 @@ def read_folder(directory: str | Path, channels: int) -> list[np.ndarray]:
   if len(paths) < 2:
     raise UserError(f"--fid_dirs: {directory} holds {len(paths)} images; the metrics need at least 2 "
                     "(thousands for a stable FID)")
+  return directory, paths
+
+
+def _read(path: Path, mode: str, *, header_only: bool = False):
+  """uint8 [H, W, C] (or the (width, height) size alone); UserError naming a file PIL cannot read."""
+  try:
+    with Image.open(path) as image:
+      if header_only:
+        return image.size
+      array = np.asarray(image.convert(mode), np.uint8)
+  except Exception as e:  # PIL raises many types
+    raise UserError(f"cannot decode image {path} ({one_line(e)}); remove or replace it") from None
+  return array if array.ndim == 3 else array[..., None]
+
+
+def embed_folder(directory: str | Path, network, channels: int, *,
+                 batch: int = 500) -> tuple[np.ndarray, np.ndarray | None]:
+  """(features [N, D], logits or None) of the folder's images in sorted path order.
+
+  Images are grouped by size (read from their headers) and decoded `batch` at a
+  time, so memory holds one batch of images, not the folder.
+  """
+  directory, paths = _folder_paths(directory)
   mode = "RGB" if channels == 3 else "L"
-  images = []
-  for p in paths:
-    try:
-      with Image.open(directory / p) as image:
-        array = np.asarray(image.convert(mode), np.uint8)
-    except Exception as e:  # PIL raises many types
-      raise UserError(f"cannot decode image {directory / p} ({one_line(e)}); remove or replace it") from None
-    images.append(array if array.ndim == 3 else array[..., None])
-  return images
-
-
-def embed(network, images: list[np.ndarray], *, batch: int = 500) -> tuple[np.ndarray, np.ndarray | None]:
-  """(features, logits or None) of each image, in input order, batching images of one size together."""
-  by_shape: dict[tuple, list[int]] = {}
-  for i, image in enumerate(images):
-    by_shape.setdefault(image.shape, []).append(i)
-  feats: list = [None] * len(images)
-  logits: list = [None] * len(images)
-  for indices in by_shape.values():
+  by_size: dict[tuple, list[int]] = {}
+  for i, p in enumerate(paths):
+    by_size.setdefault(_read(directory / p, mode, header_only=True), []).append(i)
+  feats = logits = None
+  for indices in by_size.values():
     for start in range(0, len(indices), batch):
-      chunk = indices[start:start + batch]
-      f, l = network.outputs(np.stack([images[i] for i in chunk]))
-      for row, i in enumerate(chunk):
-        feats[i] = f[row]
-        logits[i] = None if l is None else l[row]
-  return np.stack(feats), (None if logits[0] is None else np.stack(logits))
+      rows = indices[start:start + batch]
+      f, l = network.outputs(np.stack([_read(directory / paths[i], mode) for i in rows]))
+      if feats is None:
+        feats = np.zeros((len(paths),) + f.shape[1:], np.asarray(f).dtype)
+        logits = None if l is None else np.zeros((len(paths),) + l.shape[1:], np.asarray(l).dtype)
+      feats[rows] = f
+      if logits is not None:
+        logits[rows] = l
+  return feats, logits
 
 
 def compare_folders(dir_a: str | Path, dir_b: str | Path, network, *, channels: int, quality_config) -> dict:
   """fid, kid, kid_std, precision, recall (and the image counts) between folder A and folder B."""
-  real, _ = embed(network, read_folder(dir_a, channels))
-  fake, _ = embed(network, read_folder(dir_b, channels))
+  real, _ = embed_folder(dir_a, network, channels)
+  fake, _ = embed_folder(dir_b, network, channels)
   out = quality_metrics(("fid", "kid", "precision_recall"), real, fake, None, None, num_classes=0,
                         config=quality_config)
   return {**out, "num_images_a": len(real), "num_images_b": len(fake)}

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 
 import jax
 import jax.numpy as jnp
@@ -86,7 +87,7 @@ def real_features(network, source, *, batch: int = 1000) -> tuple[np.ndarray, np
   features = np.concatenate(feats)
   logits = None if logits[0] is None else np.concatenate(logits)
   path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(path.stem + ".tmp.npz")
+  tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")  # per process (multi-process runs)
   np.savez(tmp, features=features, **({} if logits is None else {"logits": logits}))
   tmp.replace(path)
   return features, logits

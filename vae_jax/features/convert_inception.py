@@ -12,7 +12,7 @@ no download), checks its SHA-1, and maps every tensor of its state_dict onto the
 
 with <path> the same dotted module path ('mixed_9.tower_mixed_conv' -> 'mixed_9/tower_mixed_conv').
 Every tensor must be used exactly once and every parameter filled with the right shape. The .npz
-(PATH, default `inception.default_weights_path()`) is written to PATH.tmp, then renamed.
+(PATH, default `inception.default_weights_path()`) is written to PATH.<pid>.tmp, then renamed.
 """
 
 from __future__ import annotations
@@ -91,9 +91,9 @@ def to_flax(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def write_npz(flat: dict[str, np.ndarray], meta: dict, output: Path) -> None:
-  """Writes output.tmp, then renames it to output, so a reader never sees a partial file."""
+  """Writes output.<pid>.tmp, then renames it to output, so a reader never sees a partial file."""
   output.parent.mkdir(parents=True, exist_ok=True)
-  tmp = output.with_name(output.name + ".tmp")
+  tmp = output.with_name(f"{output.name}.{os.getpid()}.tmp")
   with open(tmp, "wb") as f:
     np.savez(f, **flat, **{inception.META_KEY: np.array(json.dumps(meta))})
   os.replace(tmp, output)

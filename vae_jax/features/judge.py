@@ -180,7 +180,7 @@ def train_judge(train_images: np.ndarray, train_labels: np.ndarray, num_classes:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-  tmp = path.with_name(path.name + ".tmp")
+  tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # per process: two writers never share it
   tmp.write_bytes(data)
   os.replace(tmp, path)
 
