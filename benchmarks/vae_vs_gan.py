@@ -33,6 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
+from vae_jax import run_lock
+from vae_jax.errors import UserError
+
 REPO = Path(__file__).resolve().parents[1]
 QUALITY = ("fid", "kid", "precision_recall", "class_coverage")
 DATA_DIRS = {"mnist": "mnist", "fashion_mnist": "fashion-mnist"}
@@ -88,6 +91,8 @@ def one_run(dataset: str, model: str, budget: float, seed: int, args) -> dict:
   if record_path.exists():
     return json.loads(record_path.read_text())
   if workdir.exists():  # an interrupted run: resuming it would grant a second budget
+    if run_lock.is_locked(workdir):
+      sys.exit(f"error: {workdir} is being trained by {run_lock.holder(workdir)}; not removing it")
     print(f"removing the unfinished run {workdir}", flush=True)
     shutil.rmtree(workdir)
   cmd = train_command(dataset, model, budget, seed, workdir, args)
@@ -183,6 +188,10 @@ def main() -> None:
   args.eval_every = {"vae": args.vae_eval_every, "dcgan": args.gan_eval_every}
   out = Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
+  try:
+    run_lock.acquire(out)  # its descriptor stays open until exit
+  except UserError as e:
+    sys.exit(f"error: {e}")
   records = []
   for dataset in args.datasets.split(","):
     for budget in [float(b) for b in args.budgets.split(",")]:

@@ -41,6 +41,7 @@ from vae_jax import metrics_log
 from vae_jax import model as model_lib
 from vae_jax import parallel
 from vae_jax import resume
+from vae_jax import run_lock
 from vae_jax import sampling
 from vae_jax import tensorboard
 from vae_jax import train_step as step_lib
@@ -242,6 +243,7 @@ class Run:
   step_fn: Any  # the compiled train_steps
   primary: bool
   tensorboard: tensorboard.TensorBoardLog | None = None  # with config.tensorboard
+  lock: run_lock.RunLock | None = None  # the workdir's lock, held by process 0
 
   def write(self, record: dict) -> None:
     """One metrics record: to metrics.jsonl, and to TensorBoard when it is on."""
@@ -479,17 +481,23 @@ def setup(config: ml_collections.ConfigDict, workdir: Path, *, allow_config_chan
       config, workdir, allow_config_changes=allow_config_changes)
   state = step_lib.init_state(model_lib.init(model, keys.init, datasets.image_shape), optimizer, config)
   workdir.mkdir(parents=True, exist_ok=True)
-  ckpts = checkpointing.Checkpoints(workdir, max_to_keep=config.keep_checkpoints)
+  primary = jax.process_index() == 0
+  lock = run_lock.acquire(workdir) if primary else None  # one writer: the other processes join it
+  try:
+    ckpts = checkpointing.Checkpoints(workdir, max_to_keep=config.keep_checkpoints)
+  except BaseException:
+    _release(lock)
+    raise
   try:
     state, train_key, data_state, restored = restore_state(ckpts, state, keys.train)
   except BaseException:
     ckpts.close()
+    _release(lock)
     raise
-  primary = jax.process_index() == 0
   step_fn = backend.compile(functools.partial(step_lib.train_steps, loss_fn=loss_fn, model=model,
                                               config=config, optimizer=optimizer), donate_argnums=(0,))
   run = Run(config=config, workdir=workdir, model=model, backend=backend, keys=keys, datasets=datasets,
-            evaluators=evaluators, ckpts=ckpts, train_key=train_key, step_fn=step_fn, primary=primary,
+            evaluators=evaluators, ckpts=ckpts, train_key=train_key, step_fn=step_fn, primary=primary, lock=lock,
             log=metrics_log.MetricsLog(workdir / "metrics.jsonl", enabled=primary),
             tensorboard=tensorboard.TensorBoardLog(workdir / "tensorboard", enabled=primary)
             if config.tensorboard else None)
@@ -568,6 +576,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
     run.ckpts.close()
     if run.tensorboard is not None:
       run.tensorboard.close()
+    _release(run.lock)
+
+
+def _release(lock: run_lock.RunLock | None) -> None:
+  if lock is not None:
+    lock.release()
 
 
 def finish(run: Run, loop: Loop, train_iter, stop_after_step: int | None) -> dict[str, float]:
