@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 
 import jax
 import numpy as np
@@ -65,6 +66,14 @@ def test_more_samples_at_a_lower_temperature_change_the_figures(run_dir):
   # All 300 samples at T = 0 are one image: no recall, one class.
   assert cold["recall"] < base["recall"] or base["recall"] == 0
   assert cold["class_entropy"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_only_process_0_computes_sample_quality(monkeypatch):
+  """The other processes of a multi-host run return nothing and build no feature network."""
+  from vae_jax.evaluators import sample_quality
+  evaluator = sample_quality.SampleQualityEvaluator(types.SimpleNamespace(config=tiny_config()))
+  monkeypatch.setattr(jax, "process_index", lambda: 1)
+  assert evaluator(None, None, 0) == {} and evaluator.network is None
 
 
 def _write_folder(folder, images):

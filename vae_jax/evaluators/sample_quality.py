@@ -10,6 +10,9 @@ draw from p(x|z) (`"sample"`), at `quality.temperature`, quantised to uint8
 like the real ones. The draws come from the run's evaluation key and each
 sample's index, so every evaluation of a run uses the same latent draws.
 
+In a multi-host run only process 0 computes them (no collectives are
+involved; the others return nothing), since only it writes metrics.
+
 A conditional model (model.num_classes > 0) draws sample i with label
 i mod C (balanced classes), and `class_coverage` then also reports
 `cond_accuracy`: how often the judge gives the label that was asked for.
@@ -131,6 +134,8 @@ class SampleQualityEvaluator:
 
   def __call__(self, params, source, step: int) -> dict[str, float]:
     del step
+    if jax.process_index() != 0:  # process 0 alone writes metrics, and the figures are the same on all
+      return {}
     network = self._network()
     real, _ = real_features(network, source)
     params = self.setup.backend.unreplicate(params)
