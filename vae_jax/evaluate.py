@@ -2,6 +2,8 @@
 
   python -m vae_jax.evaluate --workdir DIR --metrics is_nll,elbo --k 5000 [--num_examples N]
       --output FILE.json
+  python -m vae_jax.evaluate --workdir DIR --metrics is_nll,elbo --k 5000 --examples 0:5000 --output A.json
+  python -m vae_jax.evaluate --merge A.json,B.json --output ALL.json     # parts of one evaluation
   python -m vae_jax.evaluate --workdir DIR --metrics fid,kid,precision_recall,class_coverage
       --features judge|inception --num_samples N --output FILE.json
 
@@ -11,7 +13,7 @@ or compares two folders of images, as the reference FID tools do:
 
 Restores the newest readable checkpoint's parameters (the EMA parameters when
 the run kept them), uses every local device, and writes one JSON object with
-`step`, `num_examples`, `k`, `params` ("raw" or "ema"), `metrics`, every
+`step`, `num_examples`, `examples` ([start, end)), `k`, `params` ("raw" or "ema"), `metrics`, every
 evaluator's figures (e.g. `is_nll`, `is_nll_stderr`, `neg_elbo`,
 `bits_per_dim`; `fid`, `kid`, `kid_std`, `precision`, `recall`,
 `class_entropy`, `class_coverage`, `cond_accuracy`, `quality_num_samples`),
@@ -43,6 +45,10 @@ _K = flags.DEFINE_integer("k", None, "is_nll: importance samples per example (de
                           lower_bound=1)
 _CHUNK = flags.DEFINE_integer("chunk", None, "is_nll: samples per jitted call (memory bound)", lower_bound=1)
 _NUM = flags.DEFINE_integer("num_examples", 0, "the first N test examples; 0 = all", lower_bound=0)
+_EXAMPLES = flags.DEFINE_string("examples", None, "START:END: test examples START to END-1 only, each with "
+                                "the draws of a whole-split evaluation, so parts can be --merge'd")
+_MERGE = flags.DEFINE_list("merge", None, "A.json,B.json,...: merge records of adjacent --examples ranges "
+                           "of one evaluation (is_nll, elbo, loss) into one, written to --output")
 _BATCH = flags.DEFINE_integer("batch_size", None, "global evaluation batch (default: the run's)", lower_bound=1)
 _OUTPUT = flags.DEFINE_string("output", None, "write the results here as JSON")
 _FEATURES = flags.DEFINE_enum("features", None, ["judge", "inception"],
@@ -76,11 +82,40 @@ def _write_json(path: Path, record: dict) -> None:
   os.replace(tmp, path)
 
 
+def parse_examples(text: str) -> tuple[int, int]:
+  """'START:END' -> (START, END), 0 <= START < END; UserError otherwise."""
+  try:
+    start, stop = (int(part) for part in text.split(":"))
+  except ValueError:
+    raise UserError(f"--examples={text}: expected START:END, e.g. --examples=0:5000") from None
+  if not 0 <= start < stop:
+    raise UserError(f"--examples={text}: needs 0 <= START < END")
+  return start, stop
+
+
+def _window(test, examples: tuple[int, int] | None):
+  from vae_jax.data.source import Window
+  if examples is None:
+    return test
+  if examples[1] > len(test):
+    raise UserError(f"--examples={examples[0]}:{examples[1]}: the test split has {len(test)} examples")
+  return Window(test, *examples)
+
+
 def evaluate_run(workdir: str | Path, metrics: list[str], *, k: int | None = None, chunk: int | None = None,
-                 num_examples: int = 0, batch_size: int | None = None, quality: dict | None = None) -> dict:
-  """Runs `metrics` on the run in `workdir`; returns the JSON record."""
+                 num_examples: int = 0, batch_size: int | None = None, quality: dict | None = None,
+                 examples: tuple[int, int] | None = None) -> dict:
+  """Runs `metrics` on the run in `workdir` (on `examples` [start, stop) of its test split when
+  given); returns the JSON record."""
   import jax  # after flag parsing: slow to import
   from vae_jax import data, evaluators, inference, losses, parallel, trainer
+  from vae_jax.data.source import first_index
+  if examples is not None and num_examples:
+    raise UserError("--examples and --num_examples both choose examples; pass one")
+  quality_names = set(metrics) & set(evaluators.SAMPLE_QUALITY_NAMES)
+  if examples is not None and quality_names:
+    raise UserError(f"--examples: {', '.join(sorted(quality_names))} compare samples with the whole test "
+                    "split; evaluate them without --examples")
 
   run = inference.load_trained(workdir)
   config = run.config
@@ -95,7 +130,7 @@ def evaluate_run(workdir: str | Path, metrics: list[str], *, k: int | None = Non
   config.is_nll_num_examples = 0  # --num_examples governs every evaluator here
   backend = parallel.make_backend(config.parallel, config.num_devices)
   trainer.check_divisible(config, backend)
-  test = data.load_datasets(config.data).test
+  test = _window(data.load_datasets(config.data).test, examples)
   setup = evaluators.EvalSetup(model=run.model, config=config, loss_fn=losses.get_loss_fn(config),
                                backend=backend, eval_key=trainer.Keys.from_seed(config.seed).eval,
                                batch_size=config.eval_batch_size)
@@ -104,10 +139,11 @@ def evaluate_run(workdir: str | Path, metrics: list[str], *, k: int | None = Non
         "(Ctrl-C stops it; nothing is written before the end)", file=sys.stderr, flush=True)
   t0 = time.perf_counter()
   results = evaluators.run_all(chosen, backend.replicate(run.params), test, run.step)
-  quality_names = set(metrics) & set(evaluators.SAMPLE_QUALITY_NAMES)
   features = {"features": config.quality.features} if quality_names else {}
+  first = first_index(test)
   return {"workdir": str(workdir), "step": run.step, "params": run.params_kind, "metrics": list(metrics),
-          "k": int(config.is_nll_k), "num_examples": len(test), **features, **results,
+          "k": int(config.is_nll_k), "num_examples": len(test), "examples": [first, first + len(test)],
+          **features, **results,
           "wall_s": time.perf_counter() - t0, "device": f"{jax.device_count()} x {jax.devices()[0].device_kind}"}
 
 
@@ -133,6 +169,23 @@ def compare_folders(dirs: list[str], features: str, judge_dir: str | None) -> di
           "wall_s": time.perf_counter() - t0, "device": f"{jax.device_count()} x {jax.devices()[0].device_kind}"}
 
 
+def merge_records(paths: list[str]) -> dict:
+  """The --merge record of the evaluation records at `paths` (vae_jax/eval_merge.py)."""
+  from vae_jax import eval_merge
+  if _WORKDIR.value or _FID_DIRS.value is not None:
+    raise UserError("--merge takes evaluation records only (and --output), no --workdir or --fid_dirs")
+  records = []
+  for path in paths:
+    try:
+      record = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+      raise UserError(f"--merge: cannot read {path} ({e.__class__.__name__}: {e})") from None
+    if not isinstance(record, dict) or not {"step", "metrics", "num_examples"} <= record.keys():
+      raise UserError(f"--merge: {path} is not a record written by python -m vae_jax.evaluate")
+    records.append(record)
+  return eval_merge.merge(records, paths)
+
+
 def _join_fid_dirs(argv: list[str]) -> list[str]:
   """`--fid_dirs A B` -> `--fid_dirs=A,B` (absl lists are comma-separated)."""
   argv = list(argv)
@@ -150,8 +203,10 @@ def _print_record(record: dict, output: Path | None) -> None:
           f"kid {record['kid']:.5f} +- {record['kid_std']:.5f}, precision {record['precision']:.3f}, "
           f"recall {record['recall']:.3f}")
   else:
-    print(f"step {record['step']} of {_WORKDIR.value} ({record['params']} params, "
-          f"{record['num_examples']} test examples, k={record['k']}): {trainer.summary_line(record)}")
+    start, stop = record["examples"]
+    print(f"step {record['step']} of {record['workdir']} ({record['params']} params, "
+          f"{record['num_examples']} test examples [{start}, {stop}), k={record['k']}): "
+          f"{trainer.summary_line(record)}")
   if output is not None:
     _write_json(output, record)
     print(f"wrote {output}")
@@ -167,6 +222,9 @@ def main() -> None:
     record = compare_folders(_FID_DIRS.value, _FEATURES.value or "inception", _JUDGE_DIR.value)
     _print_record(record, output)
     return
+  if _MERGE.value is not None:
+    _print_record(merge_records(_MERGE.value), output)
+    return
   if not _WORKDIR.value:
     raise UserError("--workdir is required: the run directory train.py wrote")
   if not _METRICS.value:
@@ -174,7 +232,8 @@ def main() -> None:
   quality = {"features": _FEATURES.value, "num_samples": _NUM_SAMPLES.value, "judge_dir": _JUDGE_DIR.value,
              "judge_steps": _JUDGE_STEPS.value}
   record = evaluate_run(_WORKDIR.value, _METRICS.value, k=_K.value, chunk=_CHUNK.value,
-                        num_examples=_NUM.value, batch_size=_BATCH.value, quality=quality)
+                        num_examples=_NUM.value, batch_size=_BATCH.value, quality=quality,
+                        examples=None if _EXAMPLES.value is None else parse_examples(_EXAMPLES.value))
   _print_record(record, output)
 
 

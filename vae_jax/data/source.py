@@ -26,6 +26,7 @@ Functions:
   gather_labels(source, indices)      labels int32 [N]
   gather_examples(source, indices)    (images, labels or None), one read each
   head(source, n)                     the first n examples, labels aligned
+  Window(source, start, stop)         examples [start, stop), keeping their indices (`first_index`)
 """
 
 from __future__ import annotations
@@ -139,6 +140,60 @@ class HeadSource:
     return _read_example(self.parent, self._parent_index(index))
 
 
+class Window:
+  """Examples [start, stop) of a source, numbered as in the parent: `first_index` = start.
+
+  For evaluating part of a split (`python -m vae_jax.evaluate --examples`): an
+  evaluator that seeds each example by its index (`first_index + i`) draws
+  exactly what it would draw over the whole split, so the parts can be merged.
+  """
+
+  def __init__(self, parent: Source, start: int, stop: int):
+    if not 0 <= start < stop <= len(parent):
+      raise ValueError(f"window [{start}, {stop}) outside [0, {len(parent)})")
+    self.parent, self.first_index, self.stop = parent, start, stop
+    self.labels = _WindowLabels(self) if has_labels(parent) else None
+
+  def __len__(self) -> int:
+    return self.stop - self.first_index
+
+  def _parent_index(self, index: int) -> int:
+    if not -len(self) <= index < len(self):
+      raise IndexError(f"index {index} out of range for {len(self)} examples")
+    return self.first_index + index % len(self)
+
+  def __getitem__(self, index: int) -> np.ndarray:
+    return self.parent[self._parent_index(index)]
+
+  def example(self, index: int) -> tuple[np.ndarray, int]:
+    return _read_example(self.parent, self._parent_index(index))
+
+  def gather(self, indices_N: np.ndarray) -> np.ndarray:
+    return gather(self.parent, self.first_index + np.asarray(indices_N, np.int64))
+
+  def gather_labels(self, indices_N: np.ndarray) -> np.ndarray:
+    return gather_labels(self.parent, self.first_index + np.asarray(indices_N, np.int64))
+
+  def head(self, n: int) -> "Window":
+    return Window(self.parent, self.first_index, self.first_index + min(n, len(self)))
+
+
+class _WindowLabels:
+  def __init__(self, window: Window):
+    self.window = window
+
+  def __len__(self) -> int:
+    return len(self.window)
+
+  def __getitem__(self, index: int) -> int:
+    return self.window.parent.labels[self.window._parent_index(index)]
+
+
+def first_index(source: Source) -> int:
+  """The index in its split of `source`'s example 0 (a `Window`'s start; else 0)."""
+  return int(getattr(source, "first_index", 0))
+
+
 def has_labels(source: Source) -> bool:
   """Whether `source` carries class labels (see the module doc)."""
   return getattr(source, "labels", None) is not None
@@ -148,7 +203,7 @@ def head(source: Source, n: int) -> Source:
   """The first `n` examples of `source`; all of it when `n` is 0."""
   if n <= 0 or n >= len(source):
     return source
-  if isinstance(source, ArraySource):
+  if isinstance(source, (ArraySource, Window)):
     return source.head(n)
   return HeadSource(source, n)
 

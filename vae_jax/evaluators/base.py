@@ -23,6 +23,7 @@ import ml_collections
 import numpy as np
 
 from vae_jax import data
+from vae_jax.data.source import first_index
 from vae_jax import parallel
 from vae_jax.registry import Registry
 from vae_jax.train_step import example_keys
@@ -43,10 +44,14 @@ class EvalSetup:
 
 
 def indexed_batches(source, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
-  """Padded batches of the whole split with each example's index in it, this process's rows."""
+  """Padded batches of the whole split with each example's index in it, this process's rows.
+
+  The index is the example's place in its split, also for a `Window` of it.
+  """
   rows = parallel.process_slice(batch_size)
+  first = first_index(source)
   for i, batch in enumerate(data.eval_batches(source, batch_size)):
-    batch = dict(batch, index=np.arange(i * batch_size, (i + 1) * batch_size, dtype=np.int32))
+    batch = dict(batch, index=np.arange(first + i * batch_size, first + (i + 1) * batch_size, dtype=np.int32))
     yield {k: v[rows] for k, v in batch.items()}
 
 

@@ -1,0 +1,107 @@
+"""An evaluation in parts (--examples START:END) merges (--merge) into the whole evaluation's figures.
+
+Each example keeps its index in the split inside a part (`Window`), so its
+binarisation and importance samples are those of the whole evaluation: the
+merged IS-NLL, its standard error and the ELBO terms match a single evaluation
+of all examples to float rounding.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO, tiny_config
+from test_cli import assert_user_error
+from vae_jax import data, eval_merge, evaluate, trainer
+from vae_jax.data.source import ArraySource, Window, first_index, gather_examples, head
+from vae_jax.errors import UserError
+
+
+def test_a_window_reads_its_parents_examples_and_labels_at_their_indices():
+  rng = np.random.default_rng(0)
+  parent = ArraySource(rng.integers(0, 256, (20, 4, 4, 1), dtype=np.uint8), rng.integers(0, 10, 20))
+  window = Window(parent, 5, 17)
+  assert len(window) == 12 and first_index(window) == 5 and first_index(parent) == 0
+  np.testing.assert_array_equal(window[3], parent[8])
+  np.testing.assert_array_equal(window[-1], parent[16])
+  images, labels = gather_examples(window, [0, 11, 4])
+  np.testing.assert_array_equal(images, parent.images_NHWC[[5, 16, 9]])
+  np.testing.assert_array_equal(labels, parent.labels[[5, 16, 9]])
+  assert window.labels[2] == parent.labels[7] and len(window.labels) == 12
+  part = head(window, 4)
+  assert first_index(part) == 5 and len(part) == 4
+  batches = list(data.eval_batches(window, 5))
+  got = np.concatenate([b["image"][b["mask"]] for b in batches])
+  np.testing.assert_array_equal(got, parent.images_NHWC[5:17])
+  with pytest.raises(IndexError):
+    window[12]
+  with pytest.raises(ValueError):
+    Window(parent, 15, 21)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+  wd = tmp_path_factory.mktemp("merge") / "run"
+  trainer.train_and_evaluate(tiny_config(num_train_steps=20), wd)
+  return wd
+
+
+def test_two_parts_merge_into_the_whole_evaluation(run_dir):
+  metrics = ["is_nll", "elbo"]
+  whole = evaluate.evaluate_run(run_dir, metrics, k=30, chunk=7)
+  a = evaluate.evaluate_run(run_dir, metrics, k=30, chunk=7, examples=(0, 60))
+  b = evaluate.evaluate_run(run_dir, metrics, k=30, chunk=7, examples=(60, 150))
+  assert whole["examples"] == [0, 150] and b["examples"] == [60, 150] and b["num_examples"] == 90
+  merged = eval_merge.merge([b, a], ["b.json", "a.json"])  # any order
+  assert merged["examples"] == [0, 150] and merged["num_examples"] == 150
+  assert merged["is_nll_num_examples"] == 150 and merged["merged_from"] == ["a.json", "b.json"]
+  # Float rounding only (measured: 5e-8 and 7e-6). Had the second part numbered its examples from 0,
+  # they would draw other samples: measured off by 8e-6 (is_nll), 1e-3 (neg_elbo), 2e-2 (stderr).
+  for key in ("is_nll", "is_nll_bits_per_dim", "neg_elbo", "recon", "kl", "bits_per_dim"):
+    assert merged[key] == pytest.approx(whole[key], rel=1e-6), key
+  assert merged["is_nll_stderr"] == pytest.approx(whole["is_nll_stderr"], rel=1e-4)
+
+
+def test_merge_refuses_parts_that_do_not_make_one_evaluation():
+  base = {"workdir": "w", "step": 5, "params": "raw", "metrics": ["is_nll"], "k": 10, "wall_s": 1.0,
+          "device": "cpu", "is_nll": 90.0, "is_nll_stderr": 1.0, "is_nll_k": 10, "is_nll_bits_per_dim": 0.1,
+          "is_nll_samples_per_s": 100.0, "is_nll_num_examples": 50}
+  a = dict(base, examples=[0, 50], num_examples=50)
+  cases = {"adjacent": [a, dict(base, examples=[40, 90], num_examples=50)],
+           "differ in k": [a, dict(base, examples=[50, 100], num_examples=50, k=20)],
+           "cannot be merged": [dict(a, metrics=["is_nll", "active_units"]),
+                                dict(base, metrics=["is_nll", "active_units"], examples=[50, 100], num_examples=50)],
+           "at least two": [a]}
+  for message, records in cases.items():
+    with pytest.raises(UserError, match=message):
+      eval_merge.merge(records, [f"{i}.json" for i in range(len(records))])
+
+
+def test_examples_and_merge_errors_on_the_command_line(run_dir, tmp_path):
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+
+  def cli(*args):
+    return subprocess.run([sys.executable, "-m", "vae_jax.evaluate", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+  (tmp_path / "bad.json").write_text("[1, 2]")
+  for args, fragment in [((f"--workdir={run_dir}", "--examples=9:3"), "START < END"),
+                         ((f"--workdir={run_dir}", "--examples=a:b"), "expected START:END"),
+                         ((f"--workdir={run_dir}", "--examples=0:151"), "has 150 examples"),
+                         ((f"--workdir={run_dir}", "--examples=0:50", "--num_examples=5"), "pass one"),
+                         ((f"--workdir={run_dir}", "--examples=0:50", "--metrics=fid"), "whole test split"),
+                         ((f"--merge={tmp_path / 'bad.json'},{tmp_path / 'none.json'}",), "not a record"),
+                         ((f"--merge={tmp_path / 'none.json'},{tmp_path / 'bad.json'}",), "cannot read")]:
+    out = tmp_path / "out.json"
+    assert_user_error(cli(*args, f"--output={out}"), fragment)
+    assert not out.exists()
+  a, b, whole = (tmp_path / f"{n}.json" for n in ("a", "b", "all"))
+  assert cli(f"--workdir={run_dir}", "--metrics=is_nll", "--k=5", "--examples=0:100", f"--output={a}").returncode == 0
+  assert cli(f"--workdir={run_dir}", "--metrics=is_nll", "--k=5", "--examples=100:150", f"--output={b}").returncode == 0
+  proc = cli(f"--merge={a},{b}", f"--output={whole}")
+  assert proc.returncode == 0, proc.stderr
+  record = json.loads(whole.read_text())
+  assert record["examples"] == [0, 150] and record["is_nll_num_examples"] == 150
