@@ -81,26 +81,31 @@ def test_merge_refuses_parts_that_do_not_make_one_evaluation():
       eval_merge.merge(records, [f"{i}.json" for i in range(len(records))])
 
 
-def test_examples_and_merge_errors_on_the_command_line(run_dir, tmp_path):
+def test_bad_example_ranges_are_user_errors(run_dir):
+  for text, fragment in [("9:3", "START < END"), ("a:b", "expected START:END"), ("1:2:3", "expected")]:
+    with pytest.raises(UserError, match=fragment):
+      evaluate.parse_examples(text)
+  for kwargs, fragment in [({"examples": (0, 151)}, "has 150 examples"),
+                           ({"examples": (0, 50), "num_examples": 5}, "pass one")]:
+    with pytest.raises(UserError, match=fragment):
+      evaluate.evaluate_run(run_dir, ["is_nll"], **kwargs)
+  with pytest.raises(UserError, match="whole test"):
+    evaluate.evaluate_run(run_dir, ["fid"], examples=(0, 50))
+
+
+def test_merge_on_the_command_line(run_dir, tmp_path):
   env = dict(os.environ, JAX_PLATFORMS="cpu")
 
   def cli(*args):
     return subprocess.run([sys.executable, "-m", "vae_jax.evaluate", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300)
-  (tmp_path / "bad.json").write_text("[1, 2]")
-  for args, fragment in [((f"--workdir={run_dir}", "--examples=9:3"), "START < END"),
-                         ((f"--workdir={run_dir}", "--examples=a:b"), "expected START:END"),
-                         ((f"--workdir={run_dir}", "--examples=0:151"), "has 150 examples"),
-                         ((f"--workdir={run_dir}", "--examples=0:50", "--num_examples=5"), "pass one"),
-                         ((f"--workdir={run_dir}", "--examples=0:50", "--metrics=fid"), "whole test split"),
-                         ((f"--merge={tmp_path / 'bad.json'},{tmp_path / 'none.json'}",), "not a record"),
-                         ((f"--merge={tmp_path / 'none.json'},{tmp_path / 'bad.json'}",), "cannot read")]:
-    out = tmp_path / "out.json"
-    assert_user_error(cli(*args, f"--output={out}"), fragment)
-    assert not out.exists()
-  a, b, whole = (tmp_path / f"{n}.json" for n in ("a", "b", "all"))
-  assert cli(f"--workdir={run_dir}", "--metrics=is_nll", "--k=5", "--examples=0:100", f"--output={a}").returncode == 0
-  assert cli(f"--workdir={run_dir}", "--metrics=is_nll", "--k=5", "--examples=100:150", f"--output={b}").returncode == 0
+  a, b, bad, whole = (tmp_path / f"{n}.json" for n in ("a", "b", "bad", "all"))
+  bad.write_text("[1, 2]")
+  proc = cli(f"--merge={bad},{tmp_path / 'none.json'}", f"--output={whole}")
+  assert_user_error(proc, "not a record")
+  assert not whole.exists()
+  for path, part in ((a, (0, 100)), (b, (100, 150))):
+    path.write_text(json.dumps(evaluate.evaluate_run(run_dir, ["is_nll"], k=5, examples=part)))
   proc = cli(f"--merge={a},{b}", f"--output={whole}")
   assert proc.returncode == 0, proc.stderr
   record = json.loads(whole.read_text())
