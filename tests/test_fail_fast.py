@@ -19,6 +19,7 @@ from vae_jax.errors import UserError
     ({"evaluators": ("is_nl",)}, "is_nl"),
     ({"optimizer": "adamm"}, "adamm"),
     ({"lr_schedule": "cosin"}, "cosin"),
+    ({"lr_schedule": "cosine", "lr_warmup_steps": 30}, r"lr_warmup_steps \(30\) must be below num_train_steps \(30\)"),
 ])
 def test_config_mistakes_are_reported_before_the_data_is_read(override, name, tmp_path, monkeypatch):
   def no_data(*args, **kwargs):

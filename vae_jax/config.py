@@ -150,6 +150,11 @@ def validate(c: ml_collections.ConfigDict) -> None:
   _require(c.learning_rate > 0, f"learning_rate must be > 0, got {c.learning_rate}")
   _require(c.beta >= 0, f"beta must be >= 0, got {c.beta}")
   _require(c.kl_free_bits >= 0, f"kl_free_bits must be >= 0, got {c.kl_free_bits}")
+  _require(c.lr_warmup_steps >= 0, f"lr_warmup_steps must be >= 0, got {c.lr_warmup_steps}")
+  _require(c.lr_schedule != "cosine" or c.lr_warmup_steps < c.num_train_steps,
+           f"lr_warmup_steps ({c.lr_warmup_steps}) must be below num_train_steps ({c.num_train_steps}) "
+           "with lr_schedule=cosine, which decays over the steps after the warmup; lower "
+           "--config.lr_warmup_steps")
   for problem in stability.validate(c):
     raise UserError(problem)
   _require(c.is_nll_num_examples >= 0, f"is_nll_num_examples must be >= 0, got {c.is_nll_num_examples}")
