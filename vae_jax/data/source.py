@@ -98,48 +98,6 @@ class ArraySource:
     )
 
 
-class _PrefixLabels:
-  """The first `n` labels of a label sequence (for `HeadSource`)."""
-
-  def __init__(self, labels: Any, n: int):
-    self.parent = labels
-    self.n = n
-
-  def __len__(self) -> int:
-    return self.n
-
-  def __getitem__(self, index: int) -> int:
-    if not -self.n <= index < self.n:
-      raise IndexError(f"index {index} out of range for {self.n} labels")
-    return self.parent[index % self.n]
-
-
-class HeadSource:
-  """The first `n` examples of any source (for sources without `head`)."""
-
-  def __init__(self, parent: Source, n: int):
-    self.parent = parent
-    self.n = min(n, len(parent))
-    self.labels = (
-        _PrefixLabels(parent.labels, self.n) if has_labels(parent) else None
-    )
-
-  def __len__(self) -> int:
-    return self.n
-
-  def _parent_index(self, index: int) -> int:
-    if not -self.n <= index < self.n:
-      raise IndexError(f"index {index} out of range for {self.n} examples")
-    return index % self.n
-
-  def __getitem__(self, index: int) -> np.ndarray:
-    return self.parent[self._parent_index(index)]
-
-  def example(self, index: int) -> tuple[np.ndarray, int]:
-    """(image, label) of example `index`, one read of the parent's record."""
-    return _read_example(self.parent, self._parent_index(index))
-
-
 class Window:
   """Examples [start, stop) of a source, numbered as in the parent: `first_index` = start.
 
@@ -205,7 +163,7 @@ def head(source: Source, n: int) -> Source:
     return source
   if isinstance(source, (ArraySource, Window)):
     return source.head(n)
-  return HeadSource(source, n)
+  return Window(source, 0, n)
 
 
 def gather(source: Source, indices_N: Sequence[int] | np.ndarray) -> np.ndarray:
