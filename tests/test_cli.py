@@ -91,8 +91,12 @@ def test_sample_restores_params_only(trained, tmp_path):
   for step_dir in (wd / "checkpoints").iterdir():
     for item in ("opt_state", "rng", "data", "step"):
       shutil.rmtree(step_dir / item)
-  run("sample.py", f"--workdir={wd}", "--num_samples=4", f"--output={tmp_path / 's.png'}", devices=1)
-  assert (tmp_path / "s.png").exists()
+  run("sample.py", f"--workdir={wd}", "--num_samples=4", f"--output={tmp_path / 's.png'}", "--seed=5",
+      devices=1)
+  run("sample.py", f"--workdir={trained}", "--num_samples=4", f"--output={tmp_path / 'full.png'}",
+      "--seed=5", devices=1)
+  # The trained parameters, not a fresh initialisation: the same picture as from the whole run.
+  assert np.array_equal(np.asarray(Image.open(tmp_path / "s.png")), np.asarray(Image.open(tmp_path / "full.png")))
 
 
 def start_training(wd: Path, args: list[str]) -> subprocess.Popen:

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from vae_jax import config
+from conftest import data_config
+from vae_jax.data import load_datasets
 from vae_jax.data import folder
 from vae_jax.errors import UserError
 
@@ -319,5 +320,9 @@ def test_skip_bad_images_with_no_good_image_is_an_error(tmp_path, capsys):
   assert "warning" not in capsys.readouterr().err
 
 
-def test_skip_bad_images_is_off_by_default():
-  assert config.base_config().data.skip_bad_images is False
+def test_a_bad_image_stops_a_default_folder_config(tmp_path):
+  """Unless the user opts in, a bad file is an error naming it, not a silently smaller dataset."""
+  _good_files(tmp_path, GOOD)
+  _bad_files(tmp_path, ["sub/m_garbage.jpg"])
+  with pytest.raises(UserError, match=r"m_garbage\.jpg.*skip_bad_images=True$"):
+    load_datasets(data_config(name="folder", dir=str(tmp_path), image_size=8, channels=3))

@@ -53,7 +53,3 @@ def test_array_source_rejects_wrong_arrays():
     source_lib.ArraySource(np.zeros((2, 3, 3), np.uint8))
   with pytest.raises(ValueError):
     source_lib.ArraySource(np.zeros((2, 3, 3, 1), np.float32))
-
-
-def test_array_source_is_a_source():
-  assert isinstance(source_lib.ArraySource(_images(2)), source_lib.Source)

@@ -89,10 +89,20 @@ def test_binarize_is_the_documented_threshold_rule():
   np.testing.assert_array_equal(x, (r < 257 * kk + (kk > 0)).astype(np.float32))
 
 
-def test_binarize_probability_is_within_2_pow_minus_16():
-  """P(x = 1) = (257k + [k > 0]) / 65536: exactly 0 and 1 at the ends, within 2^-16 of k/255 between."""
-  k = np.arange(256)
-  p = (257 * k + (k > 0)) / 65536
+def test_binarize_probability_is_within_2_pow_minus_16(monkeypatch):
+  """With the 16-bit draws r running through all of 0..65535 once, the ones counted for each k are
+  65536 P(x = 1): exactly ceil(65536 k / 255), so P is 0 at k = 0, 1 at k = 255, and exceeds k / 255
+  by less than 2^-16 between."""
+  w = np.arange(32768, dtype=np.uint32)
+  all_r = jnp.asarray(((w + 32768) << 16) | w)  # low halves 0..32767, high halves 32768..65535
+  monkeypatch.setattr(example_rng, "example_bits",
+                      lambda keys, n, stream=0: jnp.broadcast_to(all_r, (keys.shape[0], n)))
+  k = np.arange(256, dtype=np.uint8)
+  pixels = jnp.asarray(np.repeat(k[:, None], 65536, axis=1))
+  ones = np.asarray(example_rng.binarize(jax.random.split(jax.random.key(0), 256), pixels).sum(1), np.int64)
+  ceil = -(-65536 * k.astype(np.int64) // 255)
+  np.testing.assert_array_equal(ones, ceil)
+  p = ones / 65536
   assert p[0] == 0.0 and p[255] == 1.0
   assert np.all(p >= k / 255) and np.max(p - k / 255) < 2.0**-16
 
