@@ -4,6 +4,7 @@ Bad input must give exit status 2, one line `error: ...` on stderr, no
 traceback, and create or change nothing.
 """
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -53,8 +54,12 @@ def test_a_repository_path_from_outside_the_repository(tmp_path, form):
 
 
 def test_no_config_is_the_default(tmp_path):
+  """Without --config, train.py runs configs/default.py, every key of it."""
   config = printed_config(run_in(tmp_path, "train.py", "--print_config"))
-  assert config["data"]["name"] == "shapes"
+  spec = importlib.util.spec_from_file_location("default_config", REPO / "configs" / "default.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  assert config == json.loads(json.dumps(module.get_config().to_dict()))
 
 
 def test_a_path_from_the_current_directory_comes_before_the_repository(tmp_path):

@@ -61,17 +61,44 @@ def test_find_images(tmp_path):
   assert folder.find_images(tmp_path) == expected
 
 
+def _solid_folder(root: Path) -> list[tuple[float, float, float]]:
+  """One solid-colour image of each kind; returns the RGB each should load as (alpha onto black,
+  16-bit scaled by 1/257)."""
+  _save(root / "a_rgb.png", Image.new("RGB", (40, 30), (200, 30, 60)))
+  _save(root / "b_gray.jpg", Image.new("L", (20, 50), 90), quality=90)
+  _save(root / "c_rgba.PNG", Image.new("RGBA", (17, 17), (100, 200, 50, 128)))
+  _save(root / "sub/d_palette.gif", Image.new("RGB", (33, 21), (10, 220, 130)).quantize(16))
+  _save(root / "sub/deeper/e.bmp", Image.new("RGB", (8, 9), (250, 250, 0)))
+  _save(root / "sub/f.webp", Image.new("RGB", (64, 48), (0, 128, 255)), quality=95)
+  _save(root / "g_16bit.png", Image.fromarray(np.full((12, 10), 40000, np.uint16)))
+  _save(root / "h.jpeg", Image.new("RGB", (100, 100), (60, 60, 200)), quality=95)
+  (root / "notes.txt").write_text("not an image")
+  _save(root / ".hidden.png", Image.new("RGB", (5, 5), (1, 2, 3)))  # Skipped.
+  a = 128 / 255
+  grey16 = 40000 / 257
+  return [(200, 30, 60), (90, 90, 90), (100 * a, 200 * a, 50 * a), (10, 220, 130), (250, 250, 0),
+          (0, 128, 255), (grey16, grey16, grey16), (60, 60, 200)]
+
+
 @pytest.mark.parametrize("channels", [1, 3])
 def test_load_mixed_folder(tmp_path, channels):
-  paths = _mixed_folder(tmp_path)
+  """Each of eight formats decodes to its file's colour (in ITU-R 601 grey for one channel); lossy
+  formats within 4 levels. Train and test together hold each image once; text and hidden files
+  are left out."""
+  colours = np.array(_solid_folder(tmp_path))
+  if channels == 1:
+    colours = (colours @ np.array([0.299, 0.587, 0.114]))[:, None]
   train, test = folder.load_folder(
       str(tmp_path), size=16, channels=channels, test_fraction=0.25
   )
-  for images in (train, test):
-    assert images.dtype == np.uint8
-    assert images.shape[1:] == (16, 16, channels)
-  assert len(train) + len(test) == len(paths)
-  assert len(test) >= 1
+  assert len(test) >= 1 and train.dtype == test.dtype == np.uint8
+  found = []
+  for image in np.concatenate([train, test]).astype(np.float64):
+    assert image.shape == (16, 16, channels)
+    distance = np.abs(colours[:, None, None, :] - image[None]).max(axis=(1, 2, 3))
+    found.append(int(np.argmin(distance)))
+    assert distance[found[-1]] <= 4, (found[-1], distance)
+  assert sorted(found) == list(range(8))
   assert not ImageFile.LOAD_TRUNCATED_IMAGES
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vae_jax.data import Datasets, load_datasets
+from vae_jax.data import load_datasets
 from vae_jax.data.shapes import ShapesSource
 from conftest import data_config
 from vae_jax.errors import UserError
@@ -37,14 +37,19 @@ def test_unknown_name_lists_valid_ones():
 
 
 def test_shapes_default():
+  """The default data section gives the procedural shapes: the train and test renderings of their
+  own splits (disjoint draws), at the config's counts and size, in a frozen Datasets."""
   datasets = load_datasets(
       data_config(shapes_num_train=300, shapes_num_test=50)
   )
-  assert isinstance(datasets, Datasets)
-  assert datasets.name == "shapes" and datasets.image_shape == (28, 28, 1)
   assert (len(datasets.train), len(datasets.test)) == (300, 50)
-  assert datasets.train[0].shape == (28, 28, 1)
-  assert isinstance(datasets.train, ShapesSource)  # factors() available.
+  train = ShapesSource.generate("train", 300, 28)
+  test = ShapesSource.generate("test", 50, 28)
+  for i in (0, 17, 299):
+    np.testing.assert_array_equal(datasets.train[i], train[i])
+  np.testing.assert_array_equal(datasets.test[49], test[49])
+  assert not any(np.array_equal(datasets.test[i], datasets.train[i]) for i in range(50))
+  assert datasets.image_shape == datasets.train[0].shape
   with pytest.raises(dataclasses.FrozenInstanceError):
     datasets.name = "x"  # type: ignore[misc]
 
@@ -92,6 +97,8 @@ def test_missing_idx_dir(tmp_path):
 
 
 def test_folder(tmp_path):
+  """A folder's images, resized and split: file i is a uniform red of value 20 i, so every
+  loaded image reads back as one file, and train and test together hold each file once."""
   for i in range(10):
     Image.new("RGB", (20 + i, 30), (i * 20, 0, 0)).save(tmp_path / f"{i}.png")
   datasets = load_datasets(
@@ -103,9 +110,14 @@ def test_folder(tmp_path):
           test_fraction=0.3,
       )
   )
-  assert datasets.image_shape == (8, 8, 3)
-  assert len(datasets.train) + len(datasets.test) == 10
-  assert len(datasets.test) >= 1
+  assert datasets.image_shape == (8, 8, 3) and len(datasets.test) >= 1
+  files = []
+  for source in (datasets.train, datasets.test):
+    for j in range(len(source)):
+      image = source[j].astype(int)
+      assert np.all(image[..., 0] == image[0, 0, 0]) and not image[..., 1:].any()
+      files.append(image[0, 0, 0] // 20)
+  assert sorted(files) == list(range(10))
   with pytest.raises(UserError, match="--config.data.dir"):
     load_datasets(data_config(name="folder"))
 

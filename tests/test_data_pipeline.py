@@ -70,11 +70,13 @@ def test_remainder_is_dropped_per_epoch():
 
 
 def test_batch_format():
-  batch = next(pipeline.train_iterator(_numbered(20), batch_size=4, seed=0))
-  assert set(batch) == {"image"}
-  assert (
-      batch["image"].shape == (4, 2, 3, 1) and batch["image"].dtype == np.uint8
-  )
+  """A batch is {"image": uint8 [B, H, W, C]} of B distinct examples of the source, unchanged."""
+  source = _numbered(20)
+  batch = next(pipeline.train_iterator(source, batch_size=4, seed=0))
+  assert set(batch) == {"image"} and batch["image"].dtype == np.uint8
+  ids = batch["image"][:, 0, 0, 0].astype(int) * 256 + batch["image"][:, 0, 1, 0]
+  assert len(set(ids.tolist())) == 4 and all(0 <= i < 20 for i in ids)
+  np.testing.assert_array_equal(batch["image"], source.images_NHWC[ids])
 
 
 def test_deterministic_in_seed():

@@ -37,15 +37,28 @@ def _mock(num_examples: int = 6):
     ],
 )
 def test_load_through_mock(name, size, channels):
+  """Each split's example i is TFDS record i: unchanged at the native size; centre-cropped and
+  resized otherwise (the mean intensity, in ITU-R 601 grey for one channel, is kept to rounding)."""
   with _mock(6):
     datasets = load_datasets(
         data_config(name=name, image_size=size, channels=channels)
     )
     assert datasets.image_shape == (size, size, channels)
-    assert (len(datasets.train), len(datasets.test)) == (6, 6)
-    for source in (datasets.train, datasets.test):
-      image = source[5]
-      assert image.shape == (size, size, channels) and image.dtype == np.uint8
+    for split, source in (("train", datasets.train), ("test", datasets.test)):
+      records = tfds.data_source(name, split=split)
+      assert len(source) == len(records) == 6
+      for i in (0, 5):
+        raw = np.asarray(records[i]["image"])
+        got = source[i]
+        assert got.dtype == np.uint8 and got.shape == (size, size, channels)
+        if raw.shape == got.shape:
+          np.testing.assert_array_equal(got, raw)
+          continue
+        top = (raw.shape[0] - raw.shape[1]) // 2
+        crop = raw[top:top + raw.shape[1]].astype(np.float64)
+        if channels == 1:
+          crop = crop @ np.array([0.299, 0.587, 0.114])
+        assert abs(got.mean() - crop.mean()) < 1.0, (got.mean(), crop.mean())
     batch = next(train_iterator(datasets.train, batch_size=4, seed=0))
     assert batch["image"].shape == (4, size, size, channels)
 
@@ -70,6 +83,7 @@ def test_mnist_records_pass_through_unchanged():
 
 
 def test_example_limits_use_split_slices():
+  """num_train_examples = 4 keeps the split's first 4 records, in order."""
   with _mock(10):
     datasets = load_datasets(
         data_config(
@@ -80,7 +94,11 @@ def test_example_limits_use_split_slices():
             num_test_examples=3,
         )
     )
+    train, test = (tfds.data_source("cifar10", split=s) for s in ("train", "test"))
     assert (len(datasets.train), len(datasets.test)) == (4, 3)
+    for i in range(4):
+      np.testing.assert_array_equal(datasets.train[i], train[i]["image"])
+    np.testing.assert_array_equal(datasets.test[2], test[2]["image"])
 
 
 def test_mnist_at_wrong_size():
