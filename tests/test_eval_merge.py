@@ -8,15 +8,17 @@ of all examples to float rounding.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
 from conftest import REPO, tiny_config
 from test_cli import assert_user_error
-from vae_jax import data, eval_merge, evaluate, trainer
+from vae_jax import data, eval_merge, evaluate, inference, trainer
 from vae_jax.data.source import ArraySource, Window, first_index, gather_examples, head
 from vae_jax.errors import UserError
 
@@ -110,3 +112,33 @@ def test_merge_on_the_command_line(run_dir, tmp_path):
   assert proc.returncode == 0, proc.stderr
   record = json.loads(whole.read_text())
   assert record["examples"] == [0, 150] and record["is_nll_num_examples"] == 150
+
+
+def test_parts_of_copies_of_a_run_merge_and_other_parameters_do_not(run_dir, tmp_path):
+  """The parts' parameters are compared by digest, not by folder: a copy of the run (another
+  machine) merges with the original; the run trained further to the same step count in another
+  folder, or with any one parameter changed, has another digest and is refused."""
+  copy = tmp_path / "copy"
+  shutil.copytree(run_dir, copy)
+  a = evaluate.evaluate_run(run_dir, ["is_nll"], k=5, examples=(0, 100))
+  b = evaluate.evaluate_run(copy, ["is_nll"], k=5, examples=(100, 150))
+  assert a["params_digest"] == b["params_digest"] and a["workdir"] != b["workdir"]
+  merged = eval_merge.merge([a, b], ["a.json", "b.json"])
+  assert merged["params_digest"] == a["params_digest"] and merged["num_examples"] == 150
+  # A record from before digests: only its own folder vouches for its parameters.
+  old_b = {key: value for key, value in b.items() if key != "params_digest"}
+  with pytest.raises(UserError, match="differ in workdir"):
+    eval_merge.merge([a, old_b], ["a.json", "b.json"])
+  assert "params_digest" not in eval_merge.merge([a, dict(old_b, workdir=a["workdir"])], ["a", "b"])
+  other = tmp_path / "other"
+  trainer.train_and_evaluate(tiny_config(num_train_steps=20, seed=1), other)
+  c = evaluate.evaluate_run(other, ["is_nll"], k=5, examples=(100, 150))
+  assert c["step"] == a["step"] and c["params_digest"] != a["params_digest"]
+  with pytest.raises(UserError, match="differ in params_digest"):
+    eval_merge.merge([a, c], ["a.json", "c.json"])
+  run = inference.load_trained(run_dir)
+  leaves, tree = jax.tree_util.tree_flatten(run.params)
+  leaves[-1] = np.asarray(leaves[-1]).copy()
+  leaves[-1].flat[0] = np.nextafter(leaves[-1].flat[0], np.float32(np.inf))
+  assert inference.params_digest(jax.tree_util.tree_unflatten(tree, leaves)) != a["params_digest"]
+  assert inference.params_digest(run.params) == a["params_digest"]

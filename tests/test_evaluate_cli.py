@@ -88,6 +88,7 @@ def test_evaluate_cli_writes_the_documented_json(tmp_path, small_run):
   for key in ("step", "num_examples", "k", "is_nll", "is_nll_stderr", "neg_elbo", "bits_per_dim", "params"):
     assert key in record, key
   assert (record["step"], record["num_examples"], record["k"], record["params"]) == (10, 40, 5, "raw")
+  assert record["params_digest"] == inference.params_digest(inference.load_trained(wd).params)
   assert "is_nll" in proc.stdout and not (tmp_path / "eval.json.tmp").exists()
 
 

@@ -16,6 +16,11 @@ With n_i examples and mean m_i per part (N = sum n_i):
 Only evaluators whose figures are means over examples merge: is_nll, elbo,
 loss. Active units (a covariance over examples) and the sample-quality metrics
 (against the whole split) do not; they are refused.
+
+The parts must be of one set of parameters: the same `params_digest` (a hash
+of the parameters themselves, so copies of a run in other folders or on other
+machines merge, and a run retrained to the same step in the same folder does
+not). Records written before the digest existed must share their workdir.
 """
 
 from __future__ import annotations
@@ -26,8 +31,9 @@ from typing import Sequence
 from vae_jax.errors import UserError
 
 MERGEABLE = ("is_nll", "elbo", "loss")
-_SAME = ("workdir", "step", "params", "metrics", "k")
-_RECORD_KEYS = _SAME + ("num_examples", "examples", "wall_s", "device", "merged_from")
+_SAME = ("step", "params", "metrics", "k")
+_RECORD_KEYS = _SAME + ("workdir", "params_digest", "num_examples", "examples", "wall_s", "device",
+                        "merged_from")
 
 
 def example_range(record: dict) -> tuple[int, int]:
@@ -40,7 +46,8 @@ def _check(records: Sequence[dict], names: Sequence[str]) -> list[int]:
   """The order of `records` by start; UserError unless they are compatible and adjacent."""
   if len(records) < 2:
     raise UserError("--merge needs at least two evaluation records")
-  for key in _SAME:
+  same = _SAME + (("params_digest",) if all("params_digest" in r for r in records) else ("workdir",))
+  for key in same:
     values = {repr(r.get(key)) for r in records}
     if len(values) > 1:
       raise UserError(f"--merge: the records differ in {key} ({', '.join(sorted(values))}); "
@@ -76,6 +83,9 @@ def merge(records: Sequence[dict], names: Sequence[str]) -> dict:
   records = [records[i] for i in order]
   n = [r["num_examples"] for r in records]
   out = {key: records[0][key] for key in _SAME}
+  out["workdir"] = " + ".join(sorted({r["workdir"] for r in records}))
+  if all("params_digest" in r for r in records):
+    out["params_digest"] = records[0]["params_digest"]
   start, stop = example_range(records[0])[0], example_range(records[-1])[1]
   out.update(num_examples=sum(n), examples=[start, stop])
   if "is_nll" in out["metrics"]:

@@ -141,7 +141,8 @@ def evaluate_run(workdir: str | Path, metrics: list[str], *, k: int | None = Non
   results = evaluators.run_all(chosen, backend.replicate(run.params), test, run.step)
   features = {"features": config.quality.features} if quality_names else {}
   first = first_index(test)
-  return {"workdir": str(workdir), "step": run.step, "params": run.params_kind, "metrics": list(metrics),
+  return {"workdir": str(workdir), "step": run.step, "params": run.params_kind,
+          "params_digest": inference.params_digest(run.params), "metrics": list(metrics),
           "k": int(config.is_nll_k), "num_examples": len(test), "examples": [first, first + len(test)],
           **features, **results,
           "wall_s": time.perf_counter() - t0, "device": f"{jax.device_count()} x {jax.devices()[0].device_kind}"}

@@ -8,6 +8,7 @@ whatever the device count that trained it. The optimizer state is not read.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from pathlib import Path
 
@@ -33,6 +34,18 @@ class Trained:
   params: object
   step: int
   params_kind: str = "raw"  # "ema" when the run kept an exponential moving average and it was restored
+
+
+def params_digest(params) -> str:
+  """16 hex digits of SHA-256 over every parameter's path, dtype, shape and bytes, in path order:
+  equal for the same parameters wherever the run was copied, different after any change."""
+  h = hashlib.sha256()
+  leaves = {jax.tree_util.keystr(path): leaf for path, leaf in jax.tree_util.tree_leaves_with_path(params)}
+  for name in sorted(leaves):
+    array = np.ascontiguousarray(np.asarray(leaves[name]))
+    h.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
+    h.update(array.tobytes())
+  return h.hexdigest()[:16]
 
 
 def load_config(workdir: Path) -> ml_collections.ConfigDict:
