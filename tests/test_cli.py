@@ -96,7 +96,8 @@ def test_sample_restores_params_only(trained, tmp_path):
   run("sample.py", f"--workdir={trained}", "--num_samples=4", f"--output={tmp_path / 'full.png'}",
       "--seed=5", devices=1)
   # The trained parameters, not a fresh initialisation: the same picture as from the whole run.
-  assert np.array_equal(np.asarray(Image.open(tmp_path / "s.png")), np.asarray(Image.open(tmp_path / "full.png")))
+  pictures = [np.asarray(Image.open(tmp_path / name)) for name in ("s.png", "full.png")]
+  assert np.array_equal(*pictures)
 
 
 def start_training(wd: Path, args: list[str]) -> subprocess.Popen:
