@@ -86,5 +86,3 @@ def test_colour_configs_learn_sigma_per_channel_on_dequantised_pixels(name):
 
   grad = np.asarray(jax.grad(log_p)(log_std))
   assert grad.shape == (3,) and np.all(grad != 0)
-
-

@@ -13,7 +13,8 @@ or compares two folders of images, as the reference FID tools do:
 
 Restores the newest readable checkpoint's parameters (the EMA parameters when
 the run kept them), uses every local device, and writes one JSON object with
-`step`, `num_examples`, `examples` ([start, end)), `k`, `params` ("raw" or "ema"), `metrics`, every
+`step`, `num_examples`, `examples` ([start, end)), `k`, `params` ("raw" or "ema"),
+`params_digest` (SHA-256 of those parameters; --merge compares it), `metrics`, every
 evaluator's figures (e.g. `is_nll`, `is_nll_stderr`, `neg_elbo`,
 `bits_per_dim`; `fid`, `kid`, `kid_std`, `precision`, `recall`,
 `class_entropy`, `class_coverage`, `cond_accuracy`, `quality_num_samples`),
