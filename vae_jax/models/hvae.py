@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from vae_jax import example_rng
+from vae_jax.conv import Conv
 from vae_jax.distributions import DiagGaussian
 from vae_jax.errors import UserError
 from vae_jax.likelihoods import Likelihood, make_likelihood
@@ -48,11 +49,11 @@ class ResBlock(nn.Module):
   @nn.compact
   def __call__(self, h: jax.Array) -> jax.Array:
     mid = max(self.width // 4, 8)
-    y = nn.Conv(mid, (1, 1))(nn.gelu(h))
-    y = nn.Conv(mid, (3, 3), padding="SAME")(nn.gelu(y))
-    y = nn.Conv(mid, (3, 3), padding="SAME")(nn.gelu(y))
+    y = Conv(mid, (1, 1))(nn.gelu(h))
+    y = Conv(mid, (3, 3), padding="SAME")(nn.gelu(y))
+    y = Conv(mid, (3, 3), padding="SAME")(nn.gelu(y))
     init = nn.initializers.zeros if self.zero_last else nn.initializers.lecun_normal()
-    y = nn.Conv(self.out or self.width, (1, 1), kernel_init=init)(nn.gelu(y))
+    y = Conv(self.out or self.width, (1, 1), kernel_init=init)(nn.gelu(y))
     return h + y if self.out is None else y
 
 
@@ -73,7 +74,7 @@ class TopDownBlock(nn.Module):
   def setup(self):
     self.prior = ResBlock(self.width, out=2 * self.z_channels + self.width, zero_last=True)
     self.posterior = ResBlock(2 * self.width, out=2 * self.z_channels, zero_last=True)
-    self.z_proj = nn.Conv(self.width, (1, 1), kernel_init=nn.initializers.zeros)
+    self.z_proj = Conv(self.width, (1, 1), kernel_init=nn.initializers.zeros)
     self.res = ResBlock(self.width)
 
   def _prior(self, h):
@@ -129,15 +130,15 @@ class HVAE(LatentModel):
 
   def setup(self):
     n = len(self.resolutions)
-    self.stem = nn.Conv(self.widths[0], (3, 3), padding="SAME")
+    self.stem = Conv(self.widths[0], (3, 3), padding="SAME")
     self.enc_blocks = [[ResBlock(self.widths[r]) for _ in range(self.enc_blocks_per_res[r])] for r in range(n)]
-    self.enc_proj = [nn.Conv(self.widths[r + 1], (1, 1)) for r in range(n - 1)]
+    self.enc_proj = [Conv(self.widths[r + 1], (1, 1)) for r in range(n - 1)]
     self.top = self.param("top", nn.initializers.zeros, (self.resolutions[-1], self.resolutions[-1],
                                                          self.widths[-1]))
     self.dec_blocks = [[TopDownBlock(self.widths[r], self.z_channels) for _ in range(self.blocks_per_res[r])]
                        for r in range(n)]
-    self.dec_proj = [nn.Conv(self.widths[r], (1, 1)) for r in range(n - 1)]
-    self.out = nn.Conv(self.likelihood.out_channels(self.image_shape[-1]), (3, 3), padding="SAME")
+    self.dec_proj = [Conv(self.widths[r], (1, 1)) for r in range(n - 1)]
+    self.out = Conv(self.likelihood.out_channels(self.image_shape[-1]), (3, 3), padding="SAME")
     if self.num_classes > 0:
       self.label_embed = nn.Embed(self.num_classes, self.widths[-1])
 
