@@ -54,15 +54,31 @@ def _same(a, b):
 
 
 def test_ema_follows_its_recursion_over_the_parameter_trajectory():
-  """ema_t = d ema_{t-1} + (1 - d) params_t from ema_0 = params_0, recomputed in numpy."""
-  d = 0.8
+  """ema_{t+1} = d_t ema_t + (1 - d_t) params_{t+1}, d_t = min(d, (1 + t) / (10 + t)), from ema_0 = params_0,
+  recomputed in numpy; d = 0.3 is reached at t = 3, so both branches of the min are used."""
+  d = 0.3
   states, _ = _run_steps(_config(ema_decay=d), losses.elbo_loss, 6)
   ema = jax.tree.map(lambda p: np.asarray(p, np.float64), states[0].params)
-  for s in states[1:]:
-    ema = jax.tree.map(lambda e, p: d * e + (1 - d) * np.asarray(p, np.float64), ema, s.params)
+  for t, s in enumerate(states[1:]):
+    d_t = min(d, (1 + t) / (10 + t))
+    ema = jax.tree.map(lambda e, p: d_t * e + (1 - d_t) * np.asarray(p, np.float64), ema, s.params)
   for got, want in zip(jax.tree.leaves(states[-1].ema_params), jax.tree.leaves(ema)):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
   assert not _same(states[-1].ema_params, states[-1].params)
+
+
+def test_ema_forgets_the_initialisation_in_a_short_run_and_is_the_plain_decay_in_a_long_one():
+  """Parameters 0 at initialisation, then 1 for T updates: the EMA is 1 - (the initialisation's weight).
+  With d = 0.999 and T = 200 that weight is 1 / C(209, 9) (~1e-15), not 0.999^200 = 0.82. Past
+  t = 9d / (1 - d) = 8991 the decay is d itself: one update from 0 towards 1 moves the EMA by 1 - d."""
+  ema = np.float32(0.0)
+  for t in range(200):
+    ema = stability.ema_update(ema, np.float32(1.0), 0.999, jnp.int32(t))
+  assert float(ema) > 1 - 1e-6
+  late = [float(stability.ema_update(np.float32(0.0), np.float32(1.0), 0.999, jnp.int32(t))) for t in (8991, 10**6)]
+  np.testing.assert_allclose(late, [0.001, 0.001], rtol=1e-4)
+  early = float(stability.ema_update(np.float32(0.0), np.float32(1.0), 0.999, jnp.int32(8000)))
+  np.testing.assert_allclose(early, 9 / 8010, rtol=1e-4)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, 1e8])

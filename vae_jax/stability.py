@@ -1,8 +1,14 @@
 """Training stability for every model: an EMA of the parameters, and update skipping.
 
-EMA (Polyak averaging). With `ema_decay` = d > 0 the state keeps
-ema_t = d ema_{t-1} + (1 - d) params_t; evaluation, image grids, sample.py and
-`python -m vae_jax.evaluate` use it when present.
+EMA (Polyak averaging). With `ema_decay` = d > 0 the state keeps, from ema_0 = params_0,
+
+    ema_{t+1} = d_t ema_t + (1 - d_t) params_{t+1},   d_t = min(d, (1 + t) / (10 + t))
+
+at update t = 0, 1, ... (the warm-up of TF's ExponentialMovingAverage). Without
+it the initial parameters keep weight d^t (0.999^2000 = 0.14); with it their
+weight is prod_s d_s = 1 / C(t + 9, 9) (1e-13 after 100 updates) while t is below
+9d / (1 - d) (8,991 for 0.999), after which d_t = d. Evaluation, image grids,
+sample.py and `python -m vae_jax.evaluate` use the EMA when present.
 
 Update skipping (`skip_updates`). An update is skipped - parameters and
 optimizer state left exactly as they were - when the global gradient norm is
@@ -64,9 +70,16 @@ def keep_if(skip: jax.Array, old: Any, new: Any) -> Any:
   return jax.tree.map(lambda o, n: jnp.where(skip, o, n), old, new)
 
 
-def ema_update(ema: Any, params: Any, decay: float) -> Any:
-  """ema <- decay ema + (1 - decay) params."""
-  return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
+def ema_decay_at(decay: float, step: jax.Array) -> jax.Array:
+  """d_t = min(decay, (1 + t) / (10 + t)) for update t (0 for the first)."""
+  t = jnp.asarray(step, jnp.float32)
+  return jnp.minimum(decay, (1.0 + t) / (10.0 + t))
+
+
+def ema_update(ema: Any, params: Any, decay: float, step: jax.Array) -> Any:
+  """ema <- d_t ema + (1 - d_t) params, with d_t = `ema_decay_at(decay, step)`."""
+  d = ema_decay_at(decay, step)
+  return jax.tree.map(lambda e, p: d * e + (1.0 - d) * p, ema, params)
 
 
 def validate(config: ml_collections.ConfigDict) -> list[str]:

@@ -112,7 +112,7 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array, *,
     metrics["skipped"] = skip.astype(jnp.float32)
   ema = state.ema_params
   if ema is not None:
-    ema = stability.ema_update(ema, params, config.ema_decay)
+    ema = stability.ema_update(ema, params, config.ema_decay, state.step)
   return TrainState(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema,
                     skip=skip_state), metrics
 
