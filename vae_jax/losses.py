@@ -162,12 +162,21 @@ def log_weights(params, batch: dict, rng_B: jax.Array, samples_S: jax.Array, *,
   streams, so sample 0 is the ELBO's draw and samples are independent.
   """
   x, context, latent_keys = posterior(params, batch, rng_B, model=model)
+  return x, log_weights_given(params, batch, (x, context, latent_keys), samples_S, model=model)
+
+
+def log_weights_given(params, batch: dict, encoded: tuple, samples_S: jax.Array, *, model) -> jax.Array:
+  """log w [S, B] for the samples in `samples_S`, given `posterior(params, batch, rng_B)` = `encoded`.
+
+  Lets a caller that draws many chunks of samples for one batch (is_nll) run the encoder once.
+  """
+  x, context, latent_keys = encoded
   y = batch.get("label")
 
   def one(s):
     inference = model_lib.infer(params, context, latent_keys, model=model, y=y, sample=s)
     return inference.log_weight(x, batch.get("observed"))
-  return x, jax.vmap(one)(samples_S)
+  return jax.vmap(one)(samples_S)
 
 
 @LOSSES.register("miwae")

@@ -148,8 +148,11 @@ class PmapBackend:
       return jax.device_put(np.moveaxis(x.reshape(shape), batch_axis, 0), self._stack)
     return jax.tree.map(split, batch)
 
-  def compile(self, fn: Callable, *, donate_argnums: tuple[int, ...] = ()) -> Callable:
-    """`fn(*args, axis_name=...)` mapped over every process's devices; arguments are per-device."""
+  def compile(self, fn: Callable, *, donate_argnums: tuple[int, ...] = (), per_example_out: bool = False
+              ) -> Callable:
+    """`fn(*args, axis_name=...)` mapped over every process's devices; arguments and outputs are
+    per-device (`per_example_out` is JitBackend's)."""
+    del per_example_out
     return jax.pmap(functools.partial(fn, axis_name=AXIS), axis_name=AXIS,
                     devices=self.global_devices, donate_argnums=donate_argnums)
 
@@ -188,10 +191,12 @@ class JitBackend:
       return jax.make_array_from_process_local_data(sharding, x)
     return jax.tree.map(put, batch)
 
-  def compile(self, fn: Callable, *, donate_argnums: tuple[int, ...] = ()) -> Callable:
-    """`fn(*args, axis_name=None)` jitted; outputs replicated (metrics are scalars)."""
+  def compile(self, fn: Callable, *, donate_argnums: tuple[int, ...] = (), per_example_out: bool = False
+              ) -> Callable:
+    """`fn(*args, axis_name=None)` jitted; outputs replicated (metrics are scalars), or with
+    `per_example_out` left split like the batch (per-example arrays fed to the next call)."""
     return jax.jit(functools.partial(fn, axis_name=None), donate_argnums=donate_argnums,
-                   out_shardings=self._replicated)
+                   out_shardings=None if per_example_out else self._replicated)
 
 
 Backend = PmapBackend | JitBackend

@@ -7,7 +7,7 @@ the single-sample ELBO). Every example once, with the same fixed input
 transform (test binarisation) as the other evaluators. The k samples are
 drawn in chunks of `is_nll_chunk` per jitted call, accumulated per example
 with logaddexp, so memory stays bounded for any k; the encoder runs once per
-chunk. Reports, in nats per image: `is_nll` (mean over examples),
+batch, its output kept for all of the batch's chunks. Reports, in nats per image: `is_nll` (mean over examples),
 `is_nll_stderr` (the standard error of that mean over examples),
 `is_nll_bits_per_dim`, `is_nll_k`, and `is_nll_samples_per_s` (images x k
 per second of wall time), `is_nll_num_examples`. With `is_nll_num_examples` > 0 in the config,
@@ -32,10 +32,15 @@ from vae_jax.data.source import head
 from vae_jax.evaluators.base import EvalSetup, indexed_batches, keys_for, masked_sums, num_dims
 
 
-def _chunk(params, batch, eval_key, start, acc_B, *, model, chunk: int, k: int, axis_name=None):
+def _encode(params, batch, eval_key, *, model, axis_name=None):
+  """`losses.posterior` of the batch: (x, encoder context, latent keys), shared by all its chunks."""
+  return losses.posterior(params, batch, keys_for(batch, eval_key), model=model)
+
+
+def _chunk(params, batch, encoded, start, acc_B, *, model, chunk: int, k: int, axis_name=None):
   """acc_B logaddexp logsumexp_s log w_s over samples s in [start, start + chunk) below k."""
   samples_S = start + jnp.arange(chunk)
-  _, log_w_SB = losses.log_weights(params, batch, keys_for(batch, eval_key), samples_S, model=model)
+  log_w_SB = losses.log_weights_given(params, batch, encoded, samples_S, model=model)
   log_w_SB = jnp.where((samples_S < k)[:, None], log_w_SB, -jnp.inf)
   return jnp.logaddexp(acc_B, jax.nn.logsumexp(log_w_SB, axis=0))
 
@@ -51,6 +56,7 @@ class IsNllEvaluator:
     self.k = int(setup.config.is_nll_k)
     self.chunk = min(int(setup.config.is_nll_chunk), self.k)
     backend = setup.backend
+    self._encode = backend.compile(functools.partial(_encode, model=setup.model), per_example_out=True)
     self._chunk = backend.compile(functools.partial(_chunk, model=setup.model, chunk=self.chunk, k=self.k))
     self._reduce = backend.compile(functools.partial(_reduce, k=self.k))
     self._key = backend.replicate(setup.eval_key)
@@ -66,8 +72,9 @@ class IsNllEvaluator:
     for batch in indexed_batches(source, self.setup.batch_size):
       d_batch = backend.shard_batch(batch)
       acc = backend.shard_batch({"a": np.full(len(batch["mask"]), -np.inf, np.float32)})["a"]
+      encoded = self._encode(params, d_batch, self._key)
       for start in range(0, self.k, self.chunk):
-        new_acc = self._chunk(params, d_batch, self._key, backend.replicate(jnp.int32(start)), acc)
+        new_acc = self._chunk(params, d_batch, encoded, backend.replicate(jnp.int32(start)), acc)
         # At most two chunks in flight: dispatch is asynchronous, and with a slow model the loop
         # would queue a batch's k / chunk calls ahead of the device (the bar running ahead of them).
         jax.block_until_ready(acc)
