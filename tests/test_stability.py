@@ -69,7 +69,7 @@ def test_ema_follows_its_recursion_over_the_parameter_trajectory():
 
 def test_ema_forgets_the_initialisation_in_a_short_run_and_is_the_plain_decay_in_a_long_one():
   """Parameters 0 at initialisation, then 1 for T updates: the EMA is 1 - (the initialisation's weight).
-  With d = 0.999 and T = 200 that weight is 1 / C(209, 9) (~1e-15), not 0.999^200 = 0.82. Past
+  With d = 0.999 and T = 200 that weight is 1 / C(209, 9) (6e-16), not 0.999^200 = 0.82. Past
   t = 9d / (1 - d) = 8991 the decay is d itself: one update from 0 towards 1 moves the EMA by 1 - d."""
   ema = np.float32(0.0)
   for t in range(200):
