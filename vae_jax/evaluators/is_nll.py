@@ -7,12 +7,12 @@ the single-sample ELBO). Every example once, with the same fixed input
 transform (test binarisation) as the other evaluators. The k samples are
 drawn in chunks of `is_nll_chunk` per jitted call, accumulated per example
 with logaddexp, so memory stays bounded for any k; the encoder runs once per
-batch, its output kept for all of the batch's chunks. Reports, in nats per image: `is_nll` (mean over examples),
-`is_nll_stderr` (the standard error of that mean over examples),
-`is_nll_bits_per_dim`, `is_nll_k`, and `is_nll_samples_per_s` (images x k
-per second of wall time), `is_nll_num_examples`. With `is_nll_num_examples` > 0 in the config,
-only the first that many test examples are used (cheap curves during training; e.g. k = 1000 on
-the first 2,000, Burda et al.'s quick protocol).
+batch, its output kept for all of the batch's chunks. Reports, in nats per image: `is_nll` (mean
+over examples), `is_nll_stderr` (the standard error of that mean over examples),
+`is_nll_bits_per_dim`, `is_nll_k`, and `is_nll_samples_per_s` (images x k per second of wall
+time), `is_nll_num_examples`. With `is_nll_num_examples` > 0 in the config, only the first that
+many test examples are used (cheap curves during training; e.g. k = 1000 on the first 2,000,
+Burda et al.'s quick protocol).
 """
 
 from __future__ import annotations
