@@ -19,12 +19,14 @@ import numpy as np
 from conftest import REPO
 from vae_jax import inference, metrics_log
 
-# The tiny run of test_cli.TINY: shapes data, a small MLP; checkpoints at 10, 20, 30.
+# The tiny run of test_cli.TINY: shapes data, a small MLP; checkpoints at 10, 20, 30; the test
+# loss and is_nll (k = 6 in chunks of 4: the encoder's output is passed between jitted calls).
 TINY = ["--config.batch_size=32", "--config.eval_batch_size=100", "--config.log_every=10",
         "--config.checkpoint_every=10", "--config.eval_every=1000", "--config.sample_every=1000",
         "--config.num_grid_images=8", "--config.progress_bar=False",
         "--config.data.shapes_num_train=512", "--config.data.shapes_num_test=100",
-        "--config.model.hidden=(32,)", "--config.model.latent_dim=4"]
+        "--config.model.hidden=(32,)", "--config.model.latent_dim=4",
+        "--config.evaluators=('loss','is_nll')", "--config.is_nll_k=6", "--config.is_nll_chunk=4"]
 STEPS = 30
 TIMEOUT_S = 240  # per launch: far above the ~20 s one takes on a loaded 2-core machine
 
@@ -130,6 +132,12 @@ def test_two_processes_train_and_resume_like_one(tmp_path):
   rows = [(r["split"], r["step"]) for r in metrics_log.read(wd / "metrics.jsonl")]
   assert sorted(rows) == sorted([("train", 10), ("train", 20), ("test", 20), ("train", 30),
                                  ("test", 30)]), rows
+  # The final evaluation over 2 hosts (jit) gives one process's figures, importance samples included.
+  final = [{k: r[k] for k in ("loss", "is_nll", "is_nll_num_examples")}
+           for d in (wd, one) for r in metrics_log.read(d / "metrics.jsonl") if r["split"] == "test"
+           and r["step"] == STEPS]
+  assert final[0]["is_nll_num_examples"] == final[1]["is_nll_num_examples"] == 100, final
+  assert all(abs(final[0][k] - final[1][k]) < 1e-4 * abs(final[1][k]) for k in ("loss", "is_nll")), final
   assert (wd / "config.json").is_file() and (wd / "curves.png").is_file()
   assert len((wd / "config_history.jsonl").read_text().splitlines()) == 1  # the one resume
   assert sorted(p.name for p in (wd / "checkpoints").iterdir()) == ["10", "20", "30"]
