@@ -70,12 +70,12 @@ def test_ema_follows_its_recursion_over_the_parameter_trajectory():
 def test_ema_forgets_the_initialisation_in_a_short_run_and_is_the_plain_decay_in_a_long_one():
   """Parameters 0 at initialisation, then 1 for T updates: the EMA is 1 - (the initialisation's weight).
   With d = 0.999 and T = 200 that weight is 1 / C(209, 9) (6e-16), not 0.999^200 = 0.82. Past
-  t = 9d / (1 - d) = 8991 the decay is d itself: one update from 0 towards 1 moves the EMA by 1 - d."""
+  t = (10d - 1) / (1 - d) = 8990 the decay is d itself: one update from 0 towards 1 moves the EMA by 1 - d."""
   ema = np.float32(0.0)
   for t in range(200):
     ema = stability.ema_update(ema, np.float32(1.0), 0.999, jnp.int32(t))
   assert float(ema) > 1 - 1e-6
-  late = [float(stability.ema_update(np.float32(0.0), np.float32(1.0), 0.999, jnp.int32(t))) for t in (8991, 10**6)]
+  late = [float(stability.ema_update(np.float32(0.0), np.float32(1.0), 0.999, jnp.int32(t))) for t in (8990, 10**6)]
   np.testing.assert_allclose(late, [0.001, 0.001], rtol=1e-4)
   early = float(stability.ema_update(np.float32(0.0), np.float32(1.0), 0.999, jnp.int32(8000)))
   np.testing.assert_allclose(early, 9 / 8010, rtol=1e-4)

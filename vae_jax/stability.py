@@ -7,7 +7,7 @@ EMA (Polyak averaging). With `ema_decay` = d > 0 the state keeps, from ema_0 = p
 at update t = 0, 1, ... (the warm-up of TF's ExponentialMovingAverage). Without
 it the initial parameters keep weight d^t (0.999^2000 = 0.14); with it their
 weight is prod_s d_s = 1 / C(t + 9, 9) (2e-13 after 100 updates) while t is below
-9d / (1 - d) (8,991 for 0.999), after which d_t = d. Evaluation, image grids,
+(10d - 1) / (1 - d) (8,990 for 0.999), after which d_t = d. Evaluation, image grids,
 sample.py and `python -m vae_jax.evaluate` use the EMA when present.
 
 Update skipping (`skip_updates`). An update is skipped - parameters and
