@@ -298,3 +298,63 @@ def test_train_s_of_a_test_row_counts_the_steps_since_the_last_train_row(tmp_pat
   train = {r["step"]: r["train_s"] for r in rows if r["split"] == "train"}
   assert len(test_s) == 3 and 0 < test_s[0] < test_s[1] < test_s[2]
   assert test_s[1] <= train[10] <= test_s[2]
+
+
+def _set_checkpoint_clock(workdir: Path, step: int, train_s: float | None) -> None:
+  """Rewrites checkpoint `step`'s recorded training seconds (None: as an older version saved it)."""
+  import json
+  path = workdir / "checkpoints" / str(step) / "step" / "metadata"
+  record = json.loads(path.read_text())
+  assert record["step"] == step and 0 < record["train_s"] < 600  # what this run saved: its own seconds
+  record.pop("train_s")
+  if train_s is not None:
+    record["train_s"] = train_s
+  path.write_text(json.dumps(record))
+
+
+def test_a_resumed_run_s_clock_goes_on_from_its_checkpoint(tmp_path):
+  """train_s counts the run's training across processes: a resume starts from the checkpoint's."""
+  import time
+  from conftest import tiny_config
+  config = tiny_config(num_train_steps=20)
+  trainer.train_and_evaluate(config, tmp_path / "run", stop_after_step=10)
+  _set_checkpoint_clock(tmp_path / "run", 10, 1000.0)  # as if the first 10 steps had taken 1000 s
+  t0 = time.perf_counter()
+  trainer.train_and_evaluate(config, tmp_path / "run")
+  wall = time.perf_counter() - t0
+  rows = [r for r in metrics_log.read(tmp_path / "run" / "metrics.jsonl") if r["split"] == "train"]
+  assert [r["step"] for r in rows] == [10, 20]
+  assert 1000.0 < rows[1]["train_s"] < 1000.0 + wall
+  saved = checkpointing.Checkpoints(tmp_path / "run", read_only=True).restore_train(
+      abstract_params=None, abstract_opt_state=None)
+  assert saved.step == 20 and rows[1]["train_s"] <= saved.train_s < 1000.0 + wall
+
+
+def test_a_checkpoint_without_a_clock_resumes_from_zero_with_a_warning(tmp_path, capsys):
+  from conftest import tiny_config
+  config = tiny_config(num_train_steps=20)
+  trainer.train_and_evaluate(config, tmp_path / "run", stop_after_step=10)
+  _set_checkpoint_clock(tmp_path / "run", 10, None)
+  capsys.readouterr()
+  trainer.train_and_evaluate(config, tmp_path / "run")
+  assert "checkpoint 10 does not record the run's training time" in capsys.readouterr().err
+  rows = [r for r in metrics_log.read(tmp_path / "run" / "metrics.jsonl") if r["split"] == "train"]
+  assert rows[1]["step"] == 20 and 0 < rows[1]["train_s"] < 600
+
+
+def test_max_train_s_is_the_run_s_budget_across_resumes(tmp_path, capsys):
+  """A run resumed past its budget trains no step: it evaluates once, then says it is finished."""
+  from conftest import tiny_config
+  config = tiny_config(num_train_steps=1000, max_train_s=500.0)
+  trainer.train_and_evaluate(config, tmp_path / "run", stop_after_step=10)
+  _set_checkpoint_clock(tmp_path / "run", 10, 600.0)
+  capsys.readouterr()
+  final = trainer.train_and_evaluate(config, tmp_path / "run")
+  assert "stopped at step 10: 600 s of training reached max_train_s=500" in capsys.readouterr().err
+  tests = [r for r in metrics_log.read(tmp_path / "run" / "metrics.jsonl") if r["split"] == "test"]
+  assert [r["step"] for r in tests] == [10] and tests[0]["neg_elbo"] == final["neg_elbo"]
+  assert checkpointing.Checkpoints(tmp_path / "run", read_only=True).steps() == [10]
+  again = trainer.train_and_evaluate(config, tmp_path / "run")
+  assert again == tests[0] and "raise --config.max_train_s to train further" in capsys.readouterr().err
+  rows = metrics_log.read(tmp_path / "run" / "metrics.jsonl")
+  assert [r["step"] for r in rows if r["split"] == "test"] == [10]

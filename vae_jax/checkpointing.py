@@ -1,7 +1,8 @@
 """Orbax checkpoints: one Composite item per part of the training state.
 
 Items: `params`, `opt_state` (pytrees), `rng` (the run's key data), `step`
-and `data` (the data iterator's state, JSON), and where the run keeps them
+(the step and the run's training seconds so far, JSON) and `data` (the data
+iterator's state, JSON), and where the run keeps them
 `ema_params` and `skip` (the update-skipping state). Keeping them apart lets
 `sample.py` restore `params` (or `ema_params`) alone, on any device, whatever
 device count trained them. Parameters are saved unreplicated (host-side
@@ -24,7 +25,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -33,6 +34,18 @@ import orbax.checkpoint as ocp
 from vae_jax.errors import UserError, one_line
 
 ITEMS = ("params", "opt_state", "rng", "step", "data", "ema_params", "skip")
+
+
+class Restored(NamedTuple):
+  """What `restore_train` reads back: the training state at `step`."""
+  step: int
+  params: Any
+  opt_state: Any
+  key_data: np.ndarray  # the run's PRNG key data
+  data_state: dict  # the data iterator's state
+  ema_params: Any  # None unless asked for
+  skip: Any  # None unless asked for
+  train_s: float | None  # the run's training seconds so far (None: not recorded by that version)
 
 
 def _warn(message: str) -> None:
@@ -109,14 +122,18 @@ class Checkpoints:
     return sorted(self._manager.all_steps())
 
   def save(self, step: int, *, params: Any, opt_state: Any, rng: jax.Array,
-           data_state: dict, ema_params: Any = None, skip: Any = None) -> None:
-    """Saves asynchronously; `wait()` blocks until it is on disk. None items are not written."""
+           data_state: dict, ema_params: Any = None, skip: Any = None, train_s: float = 0.0) -> None:
+    """Saves asynchronously; `wait()` blocks until it is on disk. None items are not written.
+
+    `train_s`: the run's seconds of training up to `step`, over every process that trained it
+    (restored with the run, so a resumed run's clock goes on).
+    """
     items = dict(
         params=ocp.args.StandardSave(params),
         opt_state=ocp.args.StandardSave(opt_state),
         # On the host: Orbax refuses a one-device jax.Array in a multi-process run.
         rng=ocp.args.StandardSave({"key_data": np.asarray(jax.random.key_data(rng))}),
-        step=ocp.args.JsonSave({"step": int(step)}),
+        step=ocp.args.JsonSave({"step": int(step), "train_s": float(train_s)}),
         data=ocp.args.JsonSave(data_state),
     )
     for name, tree in (("ema_params", ema_params), ("skip", skip)):
@@ -218,9 +235,9 @@ class Checkpoints:
     return None
 
   def restore_train(self, *, abstract_params: Any, abstract_opt_state: Any,
-                    abstract_ema: Any = None, abstract_skip: Any = None):
-    """(step, params, opt_state, rng_key_data, data_state, ema_params, skip) of the newest
-    readable step, or None. `ema_params` / `skip` are restored when their abstract trees are given."""
+                    abstract_ema: Any = None, abstract_skip: Any = None) -> "Restored | None":
+    """The newest readable step's training state, or None. `ema_params` / `skip` are restored
+    when their abstract trees are given."""
     def make_args(step):
       del step
       items = dict(
@@ -244,7 +261,10 @@ class Checkpoints:
       raise UserError(f"checkpoint {step} in {self.directory} says it is step {r.step['step']}")
     ema = r.ema_params if abstract_ema is not None else None
     skip = r.skip if abstract_skip is not None else None
-    return step, r.params, r.opt_state, np.asarray(r.rng["key_data"]), r.data, ema, skip
+    train_s = r.step.get("train_s")  # absent from checkpoints written before it was recorded
+    return Restored(step=step, params=r.params, opt_state=r.opt_state, key_data=np.asarray(r.rng["key_data"]),
+                    data_state=r.data, ema_params=ema, skip=skip,
+                    train_s=None if train_s is None else float(train_s))
 
   def _has_item(self, step: int, name: str) -> bool:
     return (self.directory / str(step) / name).is_dir()

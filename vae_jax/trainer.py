@@ -82,6 +82,15 @@ def finished_result(workdir: Path, step: int) -> dict | None:
   return tests[-1] if tests else None
 
 
+def finished_by(config: ml_collections.ConfigDict, step: int, train_s: float) -> str | None:
+  """The config key whose limit a run restored at `step` after `train_s` seconds has reached."""
+  if step >= config.num_train_steps:
+    return "num_train_steps"
+  if 0 < config.max_train_s <= train_s:
+    return "max_train_s"
+  return None
+
+
 def grid_labels(model, num: int) -> jax.Array | None:
   """Labels for a grid of prior samples: the classes in turn, 0, 1, ..., K-1, 0, 1, ..."""
   k = getattr(model, "num_classes", 0)
@@ -258,7 +267,7 @@ class Loop:
   d_state: Any  # TrainState on the devices
   step: int
   last_saved: int | None
-  train_s: float = 0.0  # seconds in training steps in this process: no evaluation, grids or checkpoints
+  train_s: float = 0.0  # the run's seconds in training steps, across resumes: no evaluation, grids or checkpoints
   out_of_time: float = 0.0  # the seconds trained when config.max_train_s was reached (0: not yet)
   t_last: float = dataclasses.field(default_factory=time.perf_counter)  # start of the unbanked stretch
   interval_s: float = 0.0  # training seconds since the last train row
@@ -300,17 +309,19 @@ def build(config: ml_collections.ConfigDict, workdir: Path, *, allow_config_chan
 
 
 def restore_state(ckpts: checkpointing.Checkpoints, state: step_lib.TrainState, train_key: jax.Array):
-  """(state, train_key, data_state, step) from the newest readable checkpoint, or the inputs and
-  (None, None) when there is none."""
+  """(state, train_key, data_state, step, train_s) from the newest readable checkpoint, or the
+  inputs, None, None and 0 when there is none."""
   target = lambda tree: checkpointing.restore_target(tree) if tree is not None else None  # noqa: E731
-  restored = ckpts.restore_train(abstract_params=target(state.params), abstract_opt_state=target(state.opt_state),
-                                 abstract_ema=target(state.ema_params), abstract_skip=target(state.skip))
-  if restored is None:
-    return state, train_key, None, None
-  step, params, opt_state, key_data, data_state, ema, skip = restored
-  state = step_lib.TrainState(step=jnp.asarray(step, jnp.int32), params=params, opt_state=opt_state,
-                              ema_params=ema, skip=skip)
-  return state, jax.random.wrap_key_data(jnp.asarray(key_data)), data_state, step
+  r = ckpts.restore_train(abstract_params=target(state.params), abstract_opt_state=target(state.opt_state),
+                          abstract_ema=target(state.ema_params), abstract_skip=target(state.skip))
+  if r is None:
+    return state, train_key, None, None, 0.0
+  if r.train_s is None and jax.process_index() == 0:
+    print(f"warning: checkpoint {r.step} does not record the run's training time (an older version saved "
+          "it); train_s counts from 0 again", file=sys.stderr, flush=True)
+  state = step_lib.TrainState(step=jnp.asarray(r.step, jnp.int32), params=r.params, opt_state=r.opt_state,
+                              ema_params=r.ema_params, skip=r.skip)
+  return state, jax.random.wrap_key_data(jnp.asarray(r.key_data)), r.data_state, r.step, r.train_s or 0.0
 
 
 def record_start(run: Run, restored_step: int | None, changes: dict | None) -> None:
@@ -338,7 +349,8 @@ def save(run: Run, loop: Loop, train_iter) -> None:
                     f"{_last_checkpoint(loop.last_saved)}; lower --config.learning_rate or set "
                     "--config.grad_clip_norm")
   run.ckpts.save(loop.step, params=host.params, opt_state=host.opt_state, rng=run.train_key,
-                 ema_params=host.ema_params, skip=host.skip, data_state=train_iter.get_state())
+                 ema_params=host.ema_params, skip=host.skip, data_state=train_iter.get_state(),
+                 train_s=loop.train_s)
   loop.last_saved = loop.step
 
 
@@ -448,7 +460,8 @@ def after_steps(run: Run, loop: Loop, prev: int, end: int, train_iter, bar) -> N
 
 
 def out_of_time(run: Run, loop: Loop) -> bool:
-  """Whether this process has trained `max_train_s` seconds (training steps only); sets loop.out_of_time."""
+  """Whether the run has trained `max_train_s` seconds (training steps only, across resumes); sets
+  loop.out_of_time."""
   budget, used = run.config.max_train_s, loop.train_s + (time.perf_counter() - loop.t_last)
   if budget > 0 and used >= budget:
     loop.out_of_time = used
@@ -489,7 +502,7 @@ def setup(config: ml_collections.ConfigDict, workdir: Path, *, allow_config_chan
     _release(lock)
     raise
   try:
-    state, train_key, data_state, restored = restore_state(ckpts, state, keys.train)
+    state, train_key, data_state, restored, train_s = restore_state(ckpts, state, keys.train)
   except BaseException:
     ckpts.close()
     _release(lock)
@@ -506,7 +519,7 @@ def setup(config: ml_collections.ConfigDict, workdir: Path, *, allow_config_chan
   if data_state is not None:
     train_iter.set_state(data_state)
   start = int(state.step)
-  loop = Loop(d_state=backend.replicate(state), step=start, last_saved=restored, n_last=start)
+  loop = Loop(d_state=backend.replicate(state), step=start, last_saved=restored, n_last=start, train_s=train_s)
   return run, loop, train_iter, restored, changes
 
 
@@ -556,11 +569,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
     remove_temporaries(workdir)
   try:
     if restored is not None:
-      done = finished_result(workdir, restored) if restored >= config.num_train_steps else None
+      limit = finished_by(config, restored, loop.train_s)
+      done = finished_result(workdir, restored) if limit else None
       if done is not None:
         made_good = complete_outputs(run, loop)
         print(f"the run in {workdir} already finished at step {restored} (test {summary_line(done)}); "
-              f"{made_good or 'nothing to do'}: raise --config.num_train_steps to train further",
+              f"{made_good or 'nothing to do'}: raise --config.{limit} to train further",
               file=sys.stderr, flush=True)
         return done
       print(f"resuming from step {restored} in {run.ckpts.directory}", file=sys.stderr, flush=True)
@@ -592,6 +606,8 @@ def finish(run: Run, loop: Loop, train_iter, stop_after_step: int | None) -> dic
     raise UserError("max_train_s is for one process; in a multi-host run set num_train_steps instead")
   interrupted = train_loop(run, loop, train_iter, end)
   if loop.step != loop.last_saved:
+    jax.block_until_ready(loop.d_state.step)
+    bank_train_time(loop)  # the steps since the last banking (cut short by a Ctrl-C or the budget)
     save(run, loop, train_iter)
   if interrupted:
     run.ckpts.wait()
