@@ -40,17 +40,21 @@ def run_rows(tmp_path):
   return curves.read_rows(write_metrics(tmp_path / "metrics.jsonl", records))
 
 
+# The finite points of TRAIN and TEST, by series: what the curves must show.
+SERIES = {
+  "train/neg_elbo": ([100, 300], [200.0, 110.0]),
+  "test/neg_elbo": ([200, 300], [130.0, 112.0]),
+  "test/is_nll": ([200, 300], [125.0, 108.0]),
+  "train/kl": ([100, 300], [10.0, 14.0]),
+  "test/kl": ([200, 300], [15.0, 14.0]),
+  "train/images_per_s": ([100, 200, 300], [3000.0, 6000.0, 5900.0]),
+}
+
+
 def test_series_is_what_the_file_says(tmp_path):
   data = run_rows(tmp_path)
   assert data[1]["neg_elbo"] == "nan" and data[1]["kl"] == "inf"  # what the writer really writes
-  assert curves.series(data) == {
-    "train/neg_elbo": ([100, 300], [200.0, 110.0]),
-    "test/neg_elbo": ([200, 300], [130.0, 112.0]),
-    "test/is_nll": ([200, 300], [125.0, 108.0]),
-    "train/kl": ([100, 300], [10.0, 14.0]),
-    "test/kl": ([200, 300], [15.0, 14.0]),
-    "train/images_per_s": ([100, 200, 300], [3000.0, 6000.0, 5900.0]),
-  }
+  assert curves.series(data) == SERIES
 
 
 def test_series_absent_or_never_finite_keys_give_no_series():
@@ -82,13 +86,21 @@ def png_pixels(path):
     return np.asarray(im.convert("RGB"), dtype=np.float64)
 
 
-def test_write_curves_writes_a_png_with_one_panel_per_quantity(tmp_path):
+def test_write_curves_plots_every_series_in_its_quantity_s_panel(tmp_path, monkeypatch):
+  """The saved figure's lines are exactly the file's finite points, one panel per quantity (the
+  nats of the bound, the KL, the throughput), and the PNG is what was drawn."""
+  from matplotlib.figure import Figure
+  drawn, save = [], Figure.savefig
+  monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: (drawn.append(fig), save(fig, *a, **k))[1])
   metrics = write_metrics(tmp_path / "metrics.jsonl", TRAIN + TEST)
   out = curves.write_curves(metrics, tmp_path / "curves.png")
-  assert out == tmp_path / "curves.png"
-  pixels = png_pixels(out)
-  assert pixels.shape == (360, 3 * 450, 3)  # three panels, 4.5 x 3.6 inches each at 100 dpi
-  assert pixels.var() > 0  # not blank
+  assert out == tmp_path / "curves.png" and len(drawn) == 1
+  panels = [{line.get_label(): ([int(v) for v in line.get_xdata()], [float(v) for v in line.get_ydata()])
+             for line in ax.get_lines()} for ax in drawn[0].axes]
+  assert [sorted(p) for p in panels] == [["test/is_nll", "test/neg_elbo", "train/neg_elbo"],
+                                         ["test/kl", "train/kl"], ["train/images_per_s"]]
+  assert {name: xy for p in panels for name, xy in p.items()} == SERIES
+  assert png_pixels(out).var() > 0  # the drawing reached the file
   assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.png", "metrics.jsonl"]  # no temp file
 
 

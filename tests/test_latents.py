@@ -246,9 +246,18 @@ def test_traversal_grid_rows_follow_the_kl_order(labels):
     latents.traversal_grid(run, num_units=5, num_values=3, span=2.0)
 
 
-def test_interpolation_grid_size_and_bad_requests():
+def test_interpolation_grid_rows_join_image_i_to_image_rows_plus_i_and_bad_requests():
+  """Row i of the grid is the slerp path from test image i to test image num_rows + i."""
   run = _run()
+  from vae_jax import data, images
+  test = data.load_datasets(run.config.data).test
+  x, _ = data.source.gather_examples(test, np.arange(4))
+  assert not np.array_equal(x[0], x[2]) and not np.array_equal(x[1], x[3])
   grid = latents.interpolation_grid(run, num_rows=2, num_steps=4, method="slerp")
-  assert grid.size == (4 * 29 + 1, 2 * 29 + 1)
+  want = latents.interpolation_path(run.params, x[:2], x[2:], model=run.model, num_steps=4, method="slerp")
+  np.testing.assert_array_equal(np.asarray(grid), np.asarray(images.grid_image(np.asarray(want), ncol=4)))
+  crossed = latents.interpolation_path(run.params, x[:2], x[[3, 2]], model=run.model, num_steps=4,
+                                       method="slerp")
+  assert not np.array_equal(np.asarray(grid), np.asarray(images.grid_image(np.asarray(crossed), ncol=4)))
   with pytest.raises(UserError, match="at most 20 rows"):
     latents.interpolation_grid(run, num_rows=21, num_steps=4)

@@ -146,7 +146,21 @@ def test_sample_py_keeps_the_best_of_the_candidates(run_dir, cache, tmp_path):
                          "--candidates=90", "--keep_by=realism", f"--output={out}"], cwd=REPO, env=env,
                         capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr
-  assert Image.open(out).size[0] > 28
+  # The grid is the 9 candidates of the highest realism among the 90 that --seed 0 draws, best first.
+  from vae_jax import data, images
+  from vae_jax.features.extractors import FEATURES
+  run = inference.load_trained(run_dir)
+  candidates, labels = keep_best.draw_candidates(run, 90, seed=0)
+  network = FEATURES.get(run.config.quality.features)(run.config.data, None,
+                                                      judge_steps=int(run.config.quality.judge_steps))
+  scores = keep_best.scores("realism", run, candidates, labels, network=network,
+                            test_source=data.load_datasets(run.config.data).test, seed=0)
+  order = np.argsort(-scores, kind="stable")
+  assert scores[order[8]] > scores[order[9]]  # the 9 best are one set, not a tie at the edge
+  want = np.asarray(images.grid_image(candidates[order[:9]] / 255.0))
+  np.testing.assert_array_equal(np.asarray(Image.open(out)), want)
+  worst = np.asarray(images.grid_image(candidates[order[::-1][:9]] / 255.0))
+  assert not np.array_equal(want, worst)  # the scores and candidates tell the grids apart
   proc = subprocess.run([sys.executable, "sample.py", f"--workdir={run_dir}", "--num_samples=9",
                          "--candidates=5", f"--output={tmp_path / 'x.png'}"], cwd=REPO, env=env,
                         capture_output=True, text=True, timeout=300)
