@@ -15,7 +15,7 @@ from PIL import Image
 
 from conftest import REPO
 from test_cli import assert_user_error
-from vae_jax import evaluate, inference, latents, metrics_log, trainer
+from vae_jax import evaluate, images, inference, latents, metrics_log, sampling, trainer
 
 MODELS = {
     "vae": {},
@@ -57,17 +57,37 @@ def test_evaluate_reproduces_the_runs_final_test_line(run_dir):
   assert got["k"] == 3 and np.isfinite(got["is_nll"]) and got["is_nll_stderr"] > 0
 
 
+def _tiles(path, rows: int, cols: int) -> np.ndarray:
+  """The 28 x 28 tiles of a written grid (1-pixel gaps), [rows, cols, 28, 28], as ints."""
+  a = np.asarray(Image.open(path), np.int32)
+  assert a.shape == (rows * 29 + 1, cols * 29 + 1)
+  return np.stack([np.stack([a[1 + 29 * r:29 * (r + 1), 1 + 29 * c:29 * (c + 1)] for c in range(cols)])
+                   for r in range(rows)])
+
+
 def test_sample_grids_work_for_every_model(run_dir, tmp_path):
-  """What sample.py writes (test_cli runs the script itself): prior samples at two temperatures
-  differ, reconstructions and interpolations have the requested layout."""
+  """What sample.py writes (test_cli runs the script itself). Prior samples at temperature 0 are
+  the prior mean's decoding, one image for every key; at 1 they differ. Reconstructions sit
+  right of their test image, each what the model reconstructs from that image alone."""
   _, wd = run_dir
   run = inference.load_trained(wd)
-  a = np.asarray(Image.open(inference.write_prior_samples(run, tmp_path / "a.png", num=4, seed=0, temperature=1.0)))
-  b = np.asarray(Image.open(inference.write_prior_samples(run, tmp_path / "b.png", num=4, seed=0, temperature=0.1)))
-  assert a.shape == b.shape and not np.array_equal(a, b)
-  interp = latents.interpolation_grid(run, num_rows=2, num_steps=3)
-  assert interp.size == (3 * 29 + 1, 2 * 29 + 1)  # 3 steps x 2 rows of 28-pixel images, 1-pixel gaps
-  inference.write_reconstructions(run, tmp_path / "r.png", num=4)
+  hot = _tiles(inference.write_prior_samples(run, tmp_path / "a.png", num=4, seed=0, temperature=1.0), 2, 2)
+  cold = _tiles(inference.write_prior_samples(run, tmp_path / "b.png", num=4, seed=0, temperature=0.0), 2, 2)
+  cold, hot = cold.reshape(4, 28, 28), hot.reshape(4, 28, 28)
+  assert all(np.array_equal(cold[0], t) for t in cold[1:])
+  assert not all(np.array_equal(hot[0], t) for t in hot[1:])
+  tiles = _tiles(inference.write_reconstructions(run, tmp_path / "r.png", num=4), 2, 4).reshape(8, 28, 28)
+  x, y = inference.first_test_images(run, 4)
+  for i in range(4):
+    np.testing.assert_array_equal(tiles[2 * i], x[i, ..., 0])
+    alone = sampling.reconstructions(run.params, x[i:i + 1], model=run.model, y=None if y is None else y[i:i + 1])
+    want = images.to_uint8(np.asarray(alone))[0, ..., 0].astype(np.int32)
+    assert np.max(np.abs(tiles[2 * i + 1] - want)) <= 1, i
+  # Interpolations: row i goes from test image i to test image 2 + i, through every latent group.
+  path = latents.interpolation_path(run.params, x[:2], x[2:], model=run.model, num_steps=3,
+                                    y_a=None if y is None else y[:2])
+  np.testing.assert_array_equal(np.asarray(latents.interpolation_grid(run, num_rows=2, num_steps=3)),
+                                np.asarray(images.grid_image(np.asarray(path), ncol=3)))
 
 
 @pytest.fixture(scope="module")

@@ -198,6 +198,20 @@ def test_custom_encoder_from_import_path(tmp_path, monkeypatch):
   mc = _model_config("mlp")
   mc.encoder = "vae_jax_test_my_nets:Linear"
   enc = networks.make_encoder(mc)
-  assert type(enc).__name__ == "Linear" and enc.latent_dim == Z
-  (mean, logvar), params = _shapes(enc, jnp.zeros((2, 4, 4, 1)))
-  assert mean == logvar == (2, Z) and params["Dense_0"]["kernel"] == (16, 2 * Z)
+  assert type(enc).__name__ == "Linear" and enc.latent_dim == Z  # the config's latent_dim reached it
+  x = jnp.asarray(np.random.default_rng(0).uniform(size=(2, 4, 4, 1)), jnp.float32)
+  variables = enc.init(jax.random.key(0), x)
+  mean, logvar = enc.apply(variables, x)
+  dense = variables["params"]["Dense_0"]
+  want = np.asarray(x).reshape(2, 16) @ np.asarray(dense["kernel"]) + np.asarray(dense["bias"])
+  np.testing.assert_allclose(mean, want[:, :Z], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(logvar, want[:, Z:], rtol=1e-5, atol=1e-6)
+  # A model named by the config encodes with it: q(z | x) has that mean.
+  from vae_jax import model as model_lib
+  c = base_config()
+  c.data.image_size, c.model.latent_dim, c.model.encoder = 4, Z, "vae_jax_test_my_nets:Linear"
+  m = model_lib.make_model(c, (4, 4, 1))
+  params = model_lib.init(m, jax.random.key(1), (4, 4, 1))
+  dense = params["encoder"]["Dense_0"]
+  want = np.asarray(x).reshape(2, 16) @ np.asarray(dense["kernel"]) + np.asarray(dense["bias"])
+  np.testing.assert_allclose(model_lib.encode(params, x, model=m).mean, want[:, :Z], rtol=1e-5, atol=1e-6)
