@@ -166,8 +166,12 @@ def test_image_folder_with_conv_and_learned_gaussian(tmp_path, tiny_config):
       "num_train_steps": 10})
   final = trainer.train_and_evaluate(config, tmp_path / "run")
   run = inference.load_trained(tmp_path / "run")
-  assert run.params["likelihood"]["log_std"].shape == (3,)
-  assert not np.allclose(run.params["likelihood"]["log_std"], np.log(0.1))  # it is learned
+  # Learned per channel: on uniform-noise pixels the residuals' mean square (>= 1/12 for any mean)
+  # far exceeds sigma^2 = 0.01, so d log p / d log sigma_c = sum (r^2 / sigma_c^2 - 1) > 0 in every
+  # channel, and each of the 10 Adam steps (lr 1e-3) raises log sigma_c by about 1e-3 (m / sqrt(v)
+  # <= sqrt(10 sum_i w_i^2) ~ 1.1 over 10 steps of same-sign gradients: 1.2 allows for it).
+  rise = np.asarray(run.params["likelihood"]["log_std"]) - np.log(0.1)
+  assert rise.shape == (3,) and np.all(rise > 0.5 * 10 * 1e-3) and np.all(rise <= 1.2 * 10 * 1e-3), rise
   assert 0 < final["num_examples"] < 40 and np.isfinite(final["neg_elbo"])
   # Dequantised Gaussian bits/dim adds D log 256 nats before converting (README conventions).
   d = 16 * 16 * 3
