@@ -4,7 +4,8 @@ sigma is `model.gaussian_std`, or with `model.learn_std` one learned value per
 channel shared by all pixels (the sigma-VAE of Rybkin et al. 2021), started at
 `gaussian_std`.
 
-Input transform: with `data.dequantize`, x = (k + u) / 256, u ~ U[0, 1). A
+Input transform: with `data.dequantize`, x = (k + u) / 256, u ~ U[0, 1), always inside
+bin k = [k/256, (k+1)/256) (float32 rounding at its upper edge is clamped). A
 density p on [0, 1]^D then bounds the discrete probability,
 log P(k) >= E_u log p((k + u) / 256) - D log 256 (Theis et al. 2016), so
 bits/dim adds D log 256 nats and is an honest bound on the 8-bit data's.
@@ -41,7 +42,9 @@ class GaussianLikelihood(Likelihood):
   def model_input(self, image_BHWC: jax.Array, keys_B: jax.Array) -> jax.Array:
     x = image_BHWC.astype(jnp.float32)
     if self.dequantize:
-      return (x + example_rng.uniform(keys_B, x.shape[1:])) / 256.0
+      # float32 rounding of k + u can reach k + 1 (u near 1, k >= 2): keep x inside bin k.
+      top = jnp.nextafter((x + 1.0) / 256.0, jnp.float32(0.0))
+      return jnp.minimum((x + example_rng.uniform(keys_B, x.shape[1:])) / 256.0, top)
     return x / 255.0
 
   @nn.compact
