@@ -39,8 +39,10 @@ def test_class_count_mismatch_is_one_line(tmp_path, tiny_config, overrides, matc
   assert not (tmp_path / "run").exists()  # refused before the workdir is touched
 
 
-def test_the_cifar10_conditional_config_trains_on_tfds_and_samples_a_class(tmp_path):
-  """configs/cifar10_cvae.py (shrunk) on TFDS mock records: labels reach the conv model, and a
+def test_the_cifar10_conditional_config_trains_on_tfds_labels_and_samples_a_class(tmp_path):
+  """configs/cifar10_cvae.py (shrunk) on TFDS mock records, 8 training images in batches of 8, so
+  every step sees all of them: under Adam a row of the learned p(z | y) moves iff its class occurs,
+  so exactly the classes of the TFDS labels (some of the ten, not all) have moved rows; and a
   class's prior samples differ from another's drawn with the same seed."""
   tfds = pytest.importorskip("tensorflow_datasets")
   from configs import cifar10_cvae
@@ -49,10 +51,17 @@ def test_the_cifar10_conditional_config_trains_on_tfds_and_samples_a_class(tmp_p
   c.num_train_steps, c.batch_size, c.eval_batch_size = 4, 8, 8
   c.log_every = c.eval_every = c.sample_every = c.checkpoint_every = 4
   c.progress_bar, c.num_grid_images = False, 4
-  c.data.num_test_examples = 10
-  with tfds.testing.mock_data(num_examples=20, policy=tfds.testing.MockPolicy.USE_CODE):
+  c.data.num_test_examples = 8
+  with tfds.testing.mock_data(num_examples=8, policy=tfds.testing.MockPolicy.USE_CODE):
     final = trainer.train_and_evaluate(c, tmp_path / "run")
     run = inference.load_trained(tmp_path / "run")
-  assert np.isfinite(final["neg_elbo"]) and run.model.num_classes == 10
+    train = data.load_datasets(run.config.data).train
+    _, y_train = gather_examples(train, np.arange(len(train)))
+  assert np.isfinite(final["neg_elbo"]) and len(train) == 8
+  present = set(y_train.tolist())
+  assert 0 < len(present) < 10  # both sides of the check below are non-empty
+  prior_KZ = np.asarray(run.params["prior_by_class"])  # zeros at initialisation
+  moved = {k for k in range(10) if np.any(prior_KZ[k] != 0)}
+  assert moved == present
   grids = [np.asarray(inference.prior_sample_grid(run, num=2, seed=0, temperature=1.0, label=k)) for k in (3, 5)]
   assert not np.array_equal(*grids)
