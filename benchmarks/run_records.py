@@ -1,0 +1,59 @@
+"""The test-split rows of trained runs, kept as a results file.
+
+  python benchmarks/run_records.py --output FILE.json NAME=DIR [NAME=DIR ...]
+
+Runs live in ignored folders; the figures a README table takes from their `metrics.jsonl` (test
+−ELBO, KL, training seconds at each evaluation) are copied here with what identifies the run: its
+data, model, loss, β, seed and steps from `DIR/config.json`. Reads files only: no JAX.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+_CONFIG_KEYS = ("data.name", "model.name", "model.hidden", "model.latent_dim", "model.num_classes",
+                "model.class_prior", "loss", "beta", "seed", "num_train_steps", "batch_size")
+_ROW_KEYS = ("step", "neg_elbo", "recon", "kl", "bits_per_dim", "num_examples", "train_s")
+
+
+def _get(config: dict, dotted: str):
+  for part in dotted.split("."):
+    if not isinstance(config, dict) or part not in config:
+      return None
+    config = config[part]
+  return config
+
+
+def run_record(workdir: Path) -> dict:
+  """{workdir, config: the identifying keys, test: [rows]} of one run directory."""
+  config = json.loads((workdir / "config.json").read_text())
+  rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+  test = [{k: r[k] for k in _ROW_KEYS if k in r} for r in rows if r.get("split") == "test"]
+  return {"workdir": str(workdir), "config": {k: _get(config, k) for k in _CONFIG_KEYS}, "test": test}
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--output", required=True)
+  parser.add_argument("runs", nargs="+", metavar="NAME=DIR")
+  args = parser.parse_args()
+  records = {}
+  for item in args.runs:
+    name, sep, directory = item.partition("=")
+    workdir = Path(directory)
+    if not sep or not name:
+      parser.error(f"expected NAME=DIR, got {item!r}")
+    if not (workdir / "metrics.jsonl").is_file() or not (workdir / "config.json").is_file():
+      parser.error(f"{directory} has no metrics.jsonl and config.json: not a run directory")
+    records[name] = run_record(workdir)
+  Path(args.output).write_text(json.dumps(records, indent=2) + "\n")
+  for name, record in records.items():
+    last = record["test"][-1] if record["test"] else {}
+    print(f"{name}: {len(record['test'])} test rows, last step {last.get('step')}, "
+          f"neg_elbo {last.get('neg_elbo', float('nan')):.2f}")
+
+
+if __name__ == "__main__":
+  main()
