@@ -3,7 +3,7 @@
   python benchmarks/run_records.py --output FILE.json NAME=DIR [NAME=DIR ...]
 
 Runs live in ignored folders; the figures a README table takes from their `metrics.jsonl` (test
-−ELBO, KL, training seconds at each evaluation) are copied here with what identifies the run: its
+loss, −ELBO and other bounds, KL, IS-NLL, training seconds at each evaluation) are copied here with what identifies the run: its
 data, model, loss, β, seed and steps from `DIR/config.json`. Reads files only: no JAX.
 """
 
@@ -15,7 +15,12 @@ from pathlib import Path
 
 _CONFIG_KEYS = ("data.name", "model.name", "model.hidden", "model.latent_dim", "model.num_classes",
                 "model.class_prior", "loss", "beta", "seed", "num_train_steps", "batch_size")
-_ROW_KEYS = ("step", "neg_elbo", "recon", "kl", "bits_per_dim", "num_examples", "train_s")
+_ROW_KEYS = ("step", "loss", "recon", "kl", "bits_per_dim", "num_examples", "train_s")
+_ROW_PREFIXES = ("neg_", "is_nll")  # neg_elbo, neg_iwae, ...; the IS-NLL figures
+
+
+def _kept(key: str) -> bool:
+  return key in _ROW_KEYS or key.startswith(_ROW_PREFIXES)
 
 
 def _get(config: dict, dotted: str):
@@ -30,7 +35,7 @@ def run_record(workdir: Path) -> dict:
   """{workdir, config: the identifying keys, test: [rows]} of one run directory."""
   config = json.loads((workdir / "config.json").read_text())
   rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-  test = [{k: r[k] for k in _ROW_KEYS if k in r} for r in rows if r.get("split") == "test"]
+  test = [{k: v for k, v in r.items() if _kept(k)} for r in rows if r.get("split") == "test"]
   return {"workdir": str(workdir), "config": {k: _get(config, k) for k in _CONFIG_KEYS}, "test": test}
 
 
