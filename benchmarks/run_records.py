@@ -16,7 +16,7 @@ from pathlib import Path
 _CONFIG_KEYS = ("data.name", "model.name", "model.hidden", "model.latent_dim", "model.num_classes",
                 "model.class_prior", "loss", "beta", "seed", "num_train_steps", "batch_size")
 _ROW_KEYS = ("step", "loss", "recon", "kl", "bits_per_dim", "num_examples", "train_s")
-_ROW_PREFIXES = ("neg_", "is_nll")  # neg_elbo, neg_iwae, ...; the IS-NLL figures
+_ROW_PREFIXES = ("neg_", "is_nll", "kl_g")  # neg_elbo, neg_iwae, ...; IS-NLL figures; KL per group
 
 
 def _kept(key: str) -> bool:
