@@ -7,9 +7,8 @@
 
 Prints one markdown table per run: step, epochs, training seconds (`train_s`: training steps only,
 no evaluation), test -ELBO (or the loss's main figure) and IS-NLL with its standard error.
-`train_s` counts one process's training; a run that was interrupted and resumed is summed over
-its processes (a new process shows as `train_s` falling), so steps redone after a resume count
-twice: the figure is the training time spent, never less.
+`train_s` is the run's training clock: checkpoints record it, so it goes on across resumes (see
+`curve` for runs from before that).
 """
 
 from __future__ import annotations
@@ -20,15 +19,24 @@ from pathlib import Path
 
 
 def curve(workdir: Path) -> list[dict]:
-  """The test rows with IS-NLL, each with `train_s` summed over the processes of the run so far."""
+  """The test rows with IS-NLL, each with the run's training seconds so far.
+
+  A resume from the checkpoint at step s restarts the clock at s's reading, so `train_s` falls
+  only by the time spent past that checkpoint (redone steps count once). Runs from before
+  checkpoints kept the clock restarted it at 0 in each process: a fall below half the reading
+  at the resume's step is such a restart, and the clock so far is added on (redone steps then
+  count twice: the figure is never less than the time spent).
+  """
   rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-  out, offset, last = [], 0.0, 0.0
+  out, offset, seen = [], 0.0, []  # seen: (step, train_s) of the rows read so far
   for r in rows:
     if "train_s" not in r:
       continue
-    if r["train_s"] < last:  # a new process (resume): its clock starts again
-      offset += last
-    last = r["train_s"]
+    if seen and r["train_s"] < seen[-1][1]:
+      before = [t for step, t in seen if step < r["step"]]
+      if not before or r["train_s"] < 0.5 * before[-1]:  # a process whose clock began at 0
+        offset += seen[-1][1]
+    seen.append((r["step"], r["train_s"]))
     if r.get("split") == "test" and "is_nll" in r:
       out.append({**r, "train_s": offset + r["train_s"]})
   return out
