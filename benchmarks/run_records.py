@@ -3,8 +3,9 @@
   python benchmarks/run_records.py --output FILE.json NAME=DIR [NAME=DIR ...]
 
 Runs live in ignored folders; the figures a README table takes from their `metrics.jsonl` (test
-loss, −ELBO and other bounds, KL, IS-NLL, training seconds at each evaluation) are copied here with what identifies the run: its
-data, model, loss, β, seed and steps from `DIR/config.json`. Reads files only: no JAX.
+loss, −ELBO and other bounds, KL, IS-NLL, training seconds at each evaluation) are copied here
+with what identifies the run: its data, model, loss, β, seed and steps from `DIR/config.json`.
+Reads files only: no JAX.
 """
 
 from __future__ import annotations
