@@ -17,6 +17,11 @@ import json
 import sys
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from vae_jax import metrics_log  # noqa: E402  (reads JSON only: no JAX)
+
 
 def curve(workdir: Path) -> list[dict]:
   """The test rows with IS-NLL, each with the run's training seconds so far.
@@ -27,7 +32,7 @@ def curve(workdir: Path) -> list[dict]:
   at the resume's step is such a restart, and the clock so far is added on (redone steps then
   count twice: the figure is never less than the time spent).
   """
-  rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+  rows = metrics_log.read(workdir / "metrics.jsonl")
   out, offset, seen = [], 0.0, []  # seen: (step, train_s) of the rows read so far
   for r in rows:
     if "train_s" not in r:

@@ -12,7 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from vae_jax import metrics_log  # noqa: E402  (reads JSON only: no JAX)
 
 _CONFIG_KEYS = ("data.name", "model.name", "model.hidden", "model.latent_dim", "model.num_classes",
                 "model.class_prior", "loss", "beta", "seed", "num_train_steps", "batch_size")
@@ -35,7 +41,7 @@ def _get(config: dict, dotted: str):
 def run_record(workdir: Path) -> dict:
   """{workdir, config: the identifying keys, test: [rows]} of one run directory."""
   config = json.loads((workdir / "config.json").read_text())
-  rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+  rows = metrics_log.read(workdir / "metrics.jsonl")
   test = [{k: v for k, v in r.items() if _kept(k)} for r in rows if r.get("split") == "test"]
   return {"workdir": str(workdir), "config": {k: _get(config, k) for k in _CONFIG_KEYS}, "test": test}
 
