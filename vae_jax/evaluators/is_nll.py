@@ -46,8 +46,29 @@ def _chunk(params, batch, encoded, start, acc_B, *, model, chunk: int, k: int, a
 
 
 def _reduce(acc_B, mask_B, *, k: int, axis_name=None):
+  """The batch's count, sum of -log p(x) and sum of squares about the batch mean (over devices)."""
   nll_B = math.log(k) - acc_B
-  return masked_sums({"nll": nll_B, "nll_sq": jnp.square(nll_B)}, mask_B, axis_name)
+  sums = masked_sums({"nll": nll_B}, mask_B, axis_name)
+  mean = sums["nll"] / jnp.maximum(sums["count"], 1.0)
+  return dict(sums, m2=masked_sums({"m2": jnp.square(nll_B - mean)}, mask_B, axis_name)["m2"])
+
+
+def mean_and_stderr(batches: list[dict]) -> tuple[float, float]:
+  """Mean and its standard error from per-batch (count, sum, m2 about the batch mean), in float64:
+
+      mean = sum_b sum_b / N,   M2 = sum_b [m2_b + n_b (mean_b - mean)^2]   (Chan et al. 1979)
+      stderr = sqrt(M2 / (N - 1) / N)
+
+  Sums of squares about zero, in float32, lose the variance to cancellation when the mean is
+  large against the spread (thousands of nats for colour images)."""
+  n_b = np.array([b["count"] for b in batches], np.float64)
+  sum_b = np.array([b["nll"] for b in batches], np.float64)
+  m2_b = np.array([b["m2"] for b in batches], np.float64)
+  n = n_b.sum()
+  mean = sum_b.sum() / n
+  mean_b = sum_b / np.maximum(n_b, 1.0)
+  m2 = np.sum(m2_b + n_b * np.square(mean_b - mean))
+  return float(mean), float(math.sqrt(m2 / max(n - 1, 1) / n))
 
 
 class IsNllEvaluator:
@@ -64,7 +85,7 @@ class IsNllEvaluator:
   def __call__(self, params, source, step: int) -> dict[str, float]:
     del step
     source = head(source, int(self.setup.config.is_nll_num_examples))
-    backend, totals = self.setup.backend, None
+    backend, batches = self.setup.backend, []
     t0 = time.perf_counter()
     num_batches = -(-len(source) // self.setup.batch_size)
     bar = tqdm(total=num_batches * self.k, disable=None, unit="samples/example", unit_scale=True,
@@ -80,14 +101,12 @@ class IsNllEvaluator:
         jax.block_until_ready(acc)
         acc = new_acc
         bar.update(min(self.chunk, self.k - start))
-      sums = self._reduce(acc, d_batch["mask"])
-      totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-    totals = {k: float(v) for k, v in jax.device_get(backend.unreplicate(totals)).items()}
+      batches.append(self._reduce(acc, d_batch["mask"]))
+    batches = jax.device_get(backend.unreplicate(batches))
     bar.close()
     seconds = time.perf_counter() - t0
-    n = totals["count"]
-    mean = totals["nll"] / n
-    var = max(totals["nll_sq"] / n - mean * mean, 0.0) * n / max(n - 1, 1)
-    return {"is_nll": mean, "is_nll_stderr": math.sqrt(var / n), "is_nll_k": self.k,
+    n = sum(float(b["count"]) for b in batches)
+    mean, stderr = mean_and_stderr(batches)
+    return {"is_nll": mean, "is_nll_stderr": stderr, "is_nll_k": self.k,
             "is_nll_bits_per_dim": float(self.setup.model.likelihood.nats_to_bits_per_dim(mean, num_dims(source))),
             "is_nll_samples_per_s": n * self.k / seconds, "is_nll_num_examples": int(n)}
