@@ -89,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--max_s", type=float, default=0.0, help="start no new part after this many seconds (0: no limit)")
   parser.add_argument("--output", required=True)
   args = parser.parse_args(argv)
+  from absl import logging
+  logging.set_verbosity(logging.ERROR)  # orbax's warnings, e.g. on a read-only copy of a run
   if args.k < 1 or args.part_size < 1:
     raise UserError("--k and --part_size must be positive")
   if not Path(args.workdir).is_dir():

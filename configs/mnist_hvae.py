@@ -1,9 +1,14 @@
 """MNIST, a VDVAE-style hierarchy of conv latent groups (vae_jax/models/hvae.py), Bernoulli pixels.
 
-Resolutions 28, 14, 7 with 2, 3, 4 top-down blocks (9 latent groups of 4-channel maps), width 32
-per resolution; an EMA of the parameters (used for evaluation and sampling) and adaptive update
-skipping, as VDVAE needs. Adamax-like stability comes from the skipping; Adam 1e-3 with a cosine
-schedule. XLA:CPU runs convolutions slowly: on a CPU this is a long run.
+Resolutions 28, 14, 7, width 32 at each: a residual encoder block at each resolution; top-down,
+4 latent groups at 7x7 and 3 at 14x14 (7 groups of 4-channel maps), none at 28x28, where the
+state is upsampled straight to the Bernoulli logits. An EMA of the parameters (used for
+evaluation and sampling) and adaptive update skipping, as VDVAE needs; Adam 1e-3 with a cosine
+schedule over 15,000 steps (32 epochs), sized to train in under 2 hours of a 2-core CPU.
+
+Latent groups at 28x28 (`--config.model.blocks_per_res='(2,3,4)'`, the earlier default) cost
+2.4x the training time and 1.8x the IS-NLL time on XLA:CPU for 3x3 convolutions of 8 and 16
+channels; on an accelerator, add them back and train longer.
 """
 
 from configs import mnist_mlp
@@ -14,7 +19,7 @@ def get_config():
   c.model.name = "hvae"
   c.model.resolutions = (28, 14, 7)
   c.model.widths = (32, 32, 32)
-  c.model.blocks_per_res = (2, 3, 4)
+  c.model.blocks_per_res = (0, 3, 4)
   c.model.enc_blocks_per_res = (1, 1, 1)
   c.model.z_channels = 4
   c.ema_decay = 0.999
@@ -24,6 +29,7 @@ def get_config():
   c.grad_clip_norm = 200.0
   c.steps_per_call = 1  # XLA:CPU convolutions are ~10x slower inside a scan loop
   c.is_nll_chunk = 1  # 500 decoder rows per call stay in cache: 2.8x faster than 100 on XLA:CPU
-  c.num_train_steps = 50_000
-  c.eval_every = c.sample_every = c.checkpoint_every = 5000
+  c.num_train_steps = 15_000
+  c.eval_every = c.sample_every = 5000
+  c.checkpoint_every = 1000
   return c
