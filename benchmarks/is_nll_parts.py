@@ -1,9 +1,9 @@
 """A long evaluation (IS-NLL, k = 5000, the whole test split) in parts that survive interruptions.
 
-  python benchmarks/is_nll_parts.py --workdir DIR --k 5000 --part_size 128 --parts_dir PARTS \
-      [--metrics is_nll,elbo] [--batch_size 32] [--max_s SECONDS] --output ALL.json
+  python benchmarks/is_nll_parts.py --workdir DIR --k 5000 --part_size 100 --parts_dir PARTS \
+      [--metrics is_nll,elbo] [--batch_size 100] [--max_s SECONDS] --output ALL.json
 
-Splits the test split into parts [0, 128), [128, 256), ... and evaluates, in order, each part
+Splits the test split into parts [0, 100), [100, 200), ... and evaluates, in order, each part
 whose record PARTS/START_END.json does not exist yet (`vae_jax.evaluate.evaluate_run` with
 `examples`, so every example draws what a whole evaluation draws), writing each record as it
 completes. A stopped or killed process loses at most the part under way; run the same command
@@ -43,18 +43,12 @@ def split_size(workdir: Path) -> int:
   return len(data.load_datasets(inference.load_trained(workdir).config.data).test)
 
 
-def _write_json(path: Path, record: dict) -> None:
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(json.dumps(record, indent=2) + "\n")
-  tmp.replace(path)
-
-
 def run_parts(args: argparse.Namespace) -> int:
   """Evaluates the missing parts (within --max_s); merges when none is missing. Returns the exit code."""
   from vae_jax import eval_merge, evaluate
+  parts = part_ranges(split_size(Path(args.workdir)), args.part_size)  # a UserError if not a run
   parts_dir = Path(args.parts_dir)
   parts_dir.mkdir(parents=True, exist_ok=True)
-  parts = part_ranges(split_size(Path(args.workdir)), args.part_size)
   t0 = time.monotonic()
   for part in parts:
     path = part_path(parts_dir, part)
@@ -62,7 +56,7 @@ def run_parts(args: argparse.Namespace) -> int:
       continue
     record = evaluate.evaluate_run(args.workdir, args.metrics.split(","), k=args.k, batch_size=args.batch_size,
                                    examples=part)
-    _write_json(path, record)
+    evaluate.write_json(path, record)
     print(f"part {part[0]}:{part[1]}: is_nll {record['is_nll']:.3f} ({record['wall_s']:.0f} s)", flush=True)
     if args.max_s and time.monotonic() - t0 > args.max_s:
       break
@@ -72,7 +66,7 @@ def run_parts(args: argparse.Namespace) -> int:
     return PARTS_LEFT
   paths = [str(part_path(parts_dir, p)) for p in parts]
   merged = eval_merge.merge([json.loads(Path(p).read_text()) for p in paths], paths)
-  _write_json(Path(args.output), merged)
+  evaluate.write_json(Path(args.output), merged)
   print(f"merged {len(parts)} parts: is_nll {merged['is_nll']:.3f} +- {merged['is_nll_stderr']:.3f}; "
         f"wrote {args.output}", flush=True)
   return 0
@@ -82,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--workdir", required=True)
   parser.add_argument("--k", type=int, required=True)
-  parser.add_argument("--part_size", type=int, default=128)
+  parser.add_argument("--part_size", type=int, default=100)
   parser.add_argument("--parts_dir", required=True)
   parser.add_argument("--metrics", default="is_nll,elbo")
   parser.add_argument("--batch_size", type=int, default=None)

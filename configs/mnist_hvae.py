@@ -6,9 +6,9 @@ state is upsampled straight to the Bernoulli logits. An EMA of the parameters (u
 evaluation and sampling) and adaptive update skipping, as VDVAE needs; Adam 1e-3 with a cosine
 schedule over 15,000 steps (32 epochs), sized to train in under 2 hours of a 2-core CPU.
 
-Latent groups at 28x28 (`--config.model.blocks_per_res='(2,3,4)'`, the earlier default) cost
-2.4x the training time and 1.8x the IS-NLL time on XLA:CPU for 3x3 convolutions of 8 and 16
-channels; on an accelerator, add them back and train longer.
+Latent groups at 28x28 too (`--config.model.blocks_per_res='(2,3,4)'`, the earlier default) cost
+2.4x the training time and 1.8x the IS-NLL time on a 2-core CPU (measured); on an accelerator,
+add them back and train longer.
 """
 
 from configs import mnist_mlp

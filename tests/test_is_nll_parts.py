@@ -57,7 +57,7 @@ def test_stopped_parts_go_on_and_merge_into_the_whole_evaluation(runs, tmp_path)
 def test_a_part_of_other_parameters_is_refused(runs, tmp_path):
   parts, out = tmp_path / "parts", tmp_path / "all.json"
   common = ["--k", "4", "--part_size", "100", "--parts_dir", str(parts), "--output", str(out)]
-  assert is_nll_parts.main(["--workdir", str(runs / "b")] + common + ["--max_s", "1e-9"]) == 3
+  assert is_nll_parts.main(["--workdir", str(runs / "b")] + common + ["--max_s", "1e-9"]) == is_nll_parts.PARTS_LEFT
   with pytest.raises(UserError, match="params_digest"):
     is_nll_parts.main(["--workdir", str(runs / "a")] + common)
   assert not out.exists()

@@ -77,7 +77,8 @@ def _check_output(path: str | None) -> Path | None:
   return out
 
 
-def _write_json(path: Path, record: dict) -> None:
+def write_json(path: Path, record: dict) -> None:
+  """Writes `record` to `path` whole or not at all (a temporary file, then a rename)."""
   tmp = path.with_name(path.name + ".tmp")
   tmp.write_text(json.dumps(record, indent=2) + "\n")
   os.replace(tmp, path)
@@ -210,7 +211,7 @@ def _print_record(record: dict, output: Path | None) -> None:
           f"{record['num_examples']} test examples [{start}, {stop}), k={record['k']}): "
           f"{trainer.summary_line(record)}")
   if output is not None:
-    _write_json(output, record)
+    write_json(output, record)
     print(f"wrote {output}")
 
 
