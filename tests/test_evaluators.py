@@ -123,7 +123,8 @@ def test_is_nll_stderr_survives_a_mean_large_against_the_spread():
     acc = np.zeros(512, np.float32)
     acc[mask] = math.log(k) - nll[start:stop]
     batches.append(jax.device_get(jax.jit(functools.partial(is_nll._reduce, k=k))(acc, mask)))
-  mean, stderr = is_nll.mean_and_stderr(batches)
+  mean, stderr, n = is_nll.mean_and_stderr(batches)
+  assert n == nll.size
   exact = nll.astype(np.float64)
   np.testing.assert_allclose(mean, exact.mean(), rtol=1e-7)
   np.testing.assert_allclose(stderr, exact.std(ddof=1) / math.sqrt(exact.size), rtol=1e-3)

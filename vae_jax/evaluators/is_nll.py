@@ -53,8 +53,8 @@ def _reduce(acc_B, mask_B, *, k: int, axis_name=None):
   return dict(sums, m2=masked_sums({"m2": jnp.square(nll_B - mean)}, mask_B, axis_name)["m2"])
 
 
-def mean_and_stderr(batches: list[dict]) -> tuple[float, float]:
-  """Mean and its standard error from per-batch (count, sum, m2 about the batch mean), in float64:
+def mean_and_stderr(batches: list[dict]) -> tuple[float, float, int]:
+  """Mean, its standard error and the count from per-batch (count, sum, m2 about the batch mean), in float64:
 
       mean = sum_b sum_b / N,   M2 = sum_b [m2_b + n_b (mean_b - mean)^2]   (Chan et al. 1979)
       stderr = sqrt(M2 / (N - 1) / N)
@@ -68,7 +68,7 @@ def mean_and_stderr(batches: list[dict]) -> tuple[float, float]:
   mean = sum_b.sum() / n
   mean_b = sum_b / np.maximum(n_b, 1.0)
   m2 = np.sum(m2_b + n_b * np.square(mean_b - mean))
-  return float(mean), float(math.sqrt(m2 / max(n - 1, 1) / n))
+  return float(mean), float(math.sqrt(m2 / max(n - 1, 1) / n)), int(n)
 
 
 class IsNllEvaluator:
@@ -105,8 +105,7 @@ class IsNllEvaluator:
     batches = jax.device_get(backend.unreplicate(batches))
     bar.close()
     seconds = time.perf_counter() - t0
-    n = sum(float(b["count"]) for b in batches)
-    mean, stderr = mean_and_stderr(batches)
+    mean, stderr, n = mean_and_stderr(batches)
     return {"is_nll": mean, "is_nll_stderr": stderr, "is_nll_k": self.k,
             "is_nll_bits_per_dim": float(self.setup.model.likelihood.nats_to_bits_per_dim(mean, num_dims(source))),
             "is_nll_samples_per_s": n * self.k / seconds, "is_nll_num_examples": int(n)}
