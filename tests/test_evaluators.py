@@ -1,5 +1,5 @@
 """Tests of vae_jax/evaluators: IS-NLL against a closed-form marginal, its k = 1 identity and
-tightening with k, chunking and device invariance, and active units against numpy.
+tightening with k, chunking and device invariance, its standard error, and active units against numpy.
 
 The model is the linear-Gaussian VAE of test_losses.py (p(z) = N(0, I), p(x|z) = N(Wz + b,
 sigma^2 I), a linear encoder), whose log p(x) = log N(x; b, W W^T + sigma^2 I) is exact. With a
@@ -112,47 +112,63 @@ def test_is_nll_stderr_is_the_standard_error_over_examples(linear):
 
 def test_is_nll_stderr_survives_a_mean_large_against_the_spread():
   """Colour images score thousands of nats with a spread of a few: per-batch sums of squares about
-  the batch mean, combined in float64, keep the standard error that float32 sums of x^2 lose."""
+  the batch mean, combined in float64 with the between-batch term, give numpy's standard error
+  (ddof = 1) over all examples. Three padded batches of unequal counts whose means differ."""
   from vae_jax.evaluators import is_nll
   rng = np.random.default_rng(0)
-  nll = (6000.0 + 3.0 * rng.standard_normal(1000)).astype(np.float32)
   k = 7
+  parts = [6000.0 + 3.0 * rng.standard_normal(7), 6005.0 + 3.0 * rng.standard_normal(5),
+           5990.0 + 3.0 * rng.standard_normal(3)]
+  parts = [p.astype(np.float32) for p in parts]
+  reduce = jax.jit(functools.partial(is_nll._reduce, k=k))
   batches = []
-  for start, stop in [(0, 500), (500, 1000)]:
-    mask = np.arange(512) < stop - start  # the second batch padded, as eval batches are
-    acc = np.zeros(512, np.float32)
-    acc[mask] = math.log(k) - nll[start:stop]
-    batches.append(jax.device_get(jax.jit(functools.partial(is_nll._reduce, k=k))(acc, mask)))
+  for nll in parts:
+    mask = np.arange(8) < nll.size
+    acc = np.zeros(8, np.float32)
+    acc[mask] = math.log(k) - nll
+    batches.append(jax.device_get(reduce(acc, mask)))
   mean, stderr, n = is_nll.mean_and_stderr(batches)
-  assert n == nll.size
-  exact = nll.astype(np.float64)
+  exact = (np.float32(math.log(k)) - np.concatenate([math.log(k) - p for p in parts])).astype(np.float64)
+  assert n == exact.size == 15
   np.testing.assert_allclose(mean, exact.mean(), rtol=1e-7)
-  np.testing.assert_allclose(stderr, exact.std(ddof=1) / math.sqrt(exact.size), rtol=1e-3)
+  np.testing.assert_allclose(stderr, exact.std(ddof=1) / math.sqrt(exact.size), rtol=1e-5)
 
 
-def test_active_units_match_numpy_covariance_of_the_posterior_means():
-  """A linear encoder with two informative columns, one weak (variance < 0.01) and one constant: 2 active."""
+def _active_units(params, images, model, c, threshold):
+  c = c.copy_and_resolve_references()
+  c.active_units_threshold = threshold
+  be = parallel.make_backend("pmap", 2)
+  setup = evaluators.EvalSetup(model=model, config=c, loss_fn=losses.get_loss_fn(c), backend=be,
+                               eval_key=jax.random.key(0), batch_size=8)
+  return evaluators.make_evaluators(["active_units"], setup)["active_units"](
+      be.replicate(params), ArraySource(images), 0)["active_units"]
+
+
+def test_active_units_count_the_units_whose_posterior_mean_varies_more_than_the_threshold():
+  """A linear encoder's means mu = x K + c over 50 images (batches of 8 pad 6 zero images): unit u
+  is active iff numpy's population variance of mu_u over the 50 exceeds the threshold. Sweeping the
+  threshold just below and just above each variance adds or drops exactly that unit; unit 3 is the
+  constant 1, whose second moment (1) exceeds every threshold but whose variance (0) does not."""
   c = _linear_vae_config()
   c.model.latent_dim = 4
   model = model_lib.make_model(c, IMAGE_SHAPE)
   params = model_lib.init(model, jax.random.key(0), IMAGE_SHAPE)
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (50, *IMAGE_SHAPE), dtype=np.uint8)
-  kernel = np.zeros((D, 8), np.float32)
+  kernel, bias = np.zeros((D, 8), np.float32), np.zeros(8, np.float32)
   kernel[:, 0] = rng.normal(size=D)
   kernel[:, 1] = rng.normal(size=D) * 0.5
-  kernel[:, 2] = rng.normal(size=D) * 0.02  # weak: variance well below 0.01
-  params = dict(params, encoder={"Dense_0": {"kernel": kernel, "bias": np.zeros(8, np.float32)}})
+  kernel[:, 2] = rng.normal(size=D) * 0.02
+  bias[:3], bias[3] = (0.3, -0.2, 0.5), 1.0
+  params = dict(params, encoder={"Dense_0": {"kernel": kernel, "bias": bias}})
   x = images.reshape(50, D).astype(np.float64) / 255.0
-  variances = np.var(x @ kernel[:, :4].astype(np.float64), axis=0)
-  expected = int(np.sum(variances > 0.01))
-  assert expected == 2 and variances[2] < 0.005 and variances[1] > 0.02
-  be = parallel.make_backend("pmap", 2)
-  setup = evaluators.EvalSetup(model=model, config=c, loss_fn=losses.get_loss_fn(c), backend=be,
-                               eval_key=jax.random.key(0), batch_size=8)
-  got = evaluators.make_evaluators(["active_units"], setup)["active_units"](
-      be.replicate(params), ArraySource(images), 0)
-  assert got["active_units"] == expected
+  variances = np.var(x @ kernel[:, :4].astype(np.float64) + bias[:4], axis=0)
+  assert variances[3] == 0.0 and np.all(np.diff(variances[:3]) < 0)  # distinct, decreasing
+  for u in range(3):
+    below = _active_units(params, images, model, c, variances[u] * (1 - 1e-3))
+    above = _active_units(params, images, model, c, variances[u] * (1 + 1e-3))
+    assert (below, above) == (u + 1, u), (u, variances)
+  assert _active_units(params, images, model, c, 1e-9) == 3  # not the constant unit
 
 
 def test_unknown_evaluator_lists_the_valid_names(linear):
