@@ -106,6 +106,27 @@ def test_the_threshold_adapts_to_a_lasting_rise_so_training_never_stalls():
   assert sum(skipped[30:]) == 0
 
 
+def test_decide_skip_keeps_non_finite_norms_out_of_the_window_and_wraps_the_ring():
+  """decide_skip step by step, window 4: the threshold is factor x numpy's quantile of the window once
+  full; a NaN is skipped without entering the window (the threshold stays finite, so a later spike
+  is still skipped); each finite norm, skipped or not, overwrites the oldest slot."""
+  q, f = 0.5, 3.0
+  decide = jax.jit(functools.partial(stability.decide_skip, quantile=q, factor=f))
+  state = stability.init_skip_state(4)
+  seen = []
+  for norm, want_skip in [(1.0, False), (2.0, False), (3.0, False), (4.0, False), (np.nan, True),
+                          (1e3, True), (5.0, False), (np.inf, True), (6.0, False)]:
+    skip, threshold, state = decide(jnp.float32(norm), state)
+    want = f * np.quantile(seen[-4:], q) if len(seen) >= 4 else np.inf
+    np.testing.assert_allclose(float(threshold), want, rtol=1e-6)
+    assert bool(skip) == want_skip, (norm, float(threshold))
+    if np.isfinite(norm):
+      seen.append(norm)
+    assert int(state.num_seen) == len(seen)
+    assert sorted(np.asarray(state.norms_W).tolist()) == sorted(seen[-4:] + [0.0] * (4 - len(seen[-4:])))
+  assert int(state.skipped) == 3 and int(state.consecutive) == 0
+
+
 def test_no_skipping_until_the_window_is_full_except_non_finite():
   c = _config(skip_updates=True, skip_window=20)
   _, metrics = _run_steps(c, _scaled_elbo(lambda s: jnp.where(s == 3, 1e8, jnp.where(s == 5, np.nan, 1.0))), 8)
@@ -122,6 +143,18 @@ def test_many_consecutive_skips_stop_with_one_line(tmp_path, tiny_config, monkey
   train_rows = [r for r in metrics_log.read(tmp_path / "run" / "metrics.jsonl") if r["split"] == "train"]
   assert train_rows[-1]["skipped"] == pytest.approx(0.8)  # steps 12..19 of 11..20 skipped -> 8 of 10
   assert np.isfinite(train_rows[-1]["loss"])  # the mean over the applied steps
+
+
+def _test_neg_elbo(run, params) -> float:
+  """The `elbo` evaluator on the run's test split with `params`, set up as the trainer does."""
+  from vae_jax import data, evaluators, parallel
+  config = run.config
+  backend = parallel.make_backend(config.parallel, config.num_devices)
+  setup = evaluators.EvalSetup(model=run.model, config=config, loss_fn=losses.get_loss_fn(config),
+                               backend=backend, eval_key=trainer.Keys.from_seed(config.seed).eval,
+                               batch_size=config.eval_batch_size)
+  elbo = evaluators.make_evaluators(["elbo"], setup)["elbo"]
+  return float(elbo(backend.replicate(params), data.load_datasets(config.data).test, run.step)["neg_elbo"])
 
 
 def test_ema_is_checkpointed_resumed_and_used_for_evaluation_and_sampling(tmp_path, tiny_config):
@@ -142,6 +175,9 @@ def test_ema_is_checkpointed_resumed_and_used_for_evaluation_and_sampling(tmp_pa
                                       prefer_ema=False)
   ckpts.close()
   assert kind == "raw" and not _same(raw, run_full.params)
+  on_ema, on_raw = _test_neg_elbo(run_full, run_full.params), _test_neg_elbo(run_full, raw)
+  np.testing.assert_allclose(full["neg_elbo"], on_ema, rtol=1e-6)
+  assert abs(on_raw - on_ema) > 1e-3 * abs(on_ema), (on_raw, on_ema)
 
 
 def test_turning_the_ema_on_when_resuming_is_refused_without_damage(tmp_path, tiny_config):
