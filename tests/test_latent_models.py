@@ -172,6 +172,26 @@ def _hvae():
   return m, jax.tree.unflatten(tree, leaves)
 
 
+def test_hvae_starts_as_q_equal_p_equal_n01_and_its_posteriors_read_the_image():
+  """At initialisation every residual branch ends in zeros: q = p = N(0, I) in every group (KL 0,
+  log q = log p at the draw) and the likelihood ignores z and x. Once the parameters move, every
+  group's posterior mean (the zero-temperature path) depends on the image through the encoder."""
+  m, moved = _hvae()
+  init = model_lib.init(m, jax.random.key(0), (8, 8, 1))
+  x = jnp.asarray(np.random.default_rng(2).uniform(size=(2, 8, 8, 1)), jnp.float32)
+  keys = jax.random.split(jax.random.key(5), 2)
+  inf = model_lib.infer(init, model_lib.encode(init, x, model=m), keys, model=m)
+  for g in inf.groups:
+    np.testing.assert_allclose(g.kl, 0.0, atol=1e-6)
+    np.testing.assert_allclose(g.log_q, g.log_p, atol=1e-5)
+    z = np.asarray(g.z, np.float64).reshape(2, -1)
+    np.testing.assert_allclose(g.log_p, -0.5 * np.sum(z**2 + math.log(2 * math.pi), axis=1), rtol=1e-5)
+  np.testing.assert_allclose(inf.p_x.logits[0], inf.p_x.logits[1], atol=1e-6)
+  mean = model_lib.infer(moved, model_lib.encode(moved, x, model=m), keys, model=m, temperature=0.0)
+  for g in mean.groups:
+    assert float(jnp.max(jnp.abs(g.z[0] - g.z[1]))) > 1e-3
+
+
 def test_hvae_every_groups_closed_form_kl_matches_monte_carlo():
   """Top-down inference: q and p of each group condition on the same draws above, so
   E[log q - log p] over draws equals the mean closed-form KL, for every group (5 SE)."""
