@@ -17,6 +17,7 @@ import pytest
 from tests.test_losses import (D, IMAGE_SHAPE, SIGMA, Z, _exact_log_px, _linear_gaussian,
                                _linear_vae_config, _linear_vae_params)
 from vae_jax import evaluators, losses, parallel
+from vae_jax.config import base_config
 from vae_jax import model as model_lib
 from vae_jax.data.source import ArraySource
 from vae_jax.train_step import example_keys
@@ -188,3 +189,46 @@ def test_is_nll_num_examples_takes_the_first_examples(linear):
   _, log_w = losses.log_weights(params, {"image": images}, keys, np.arange(1), model=model)
   assert got["is_nll_num_examples"] == 3
   np.testing.assert_allclose(got["is_nll"], -float(np.mean(log_w[0])), rtol=1e-5, atol=1e-5)
+
+
+def _gauss_log_density(z, dist):
+  """sum_d log N(z_d; mean_d, exp(logvar_d)), float64."""
+  mean, logvar = np.asarray(dist.mean, np.float64), np.asarray(dist.logvar, np.float64)
+  z = np.asarray(z, np.float64)
+  return np.sum(-0.5 * (np.log(2 * np.pi) + logvar + (z - mean) ** 2 / np.exp(logvar)), axis=-1)
+
+
+def test_is_nll_k_1_of_a_two_layer_ladder_is_its_log_weight_recomputed_from_the_nets():
+  """Two latent groups: IS-NLL (k = 1) is the mean over examples of -[log p(x|z_1) + log p(z_2)
+  + log p(z_1|z_2) - log q(z_1|x) - log q(z_2|z_1)] at the evaluator's draws, each density
+  recomputed from the networks (numpy Bernoulli and Gaussian formulas); k = 64 lies below it."""
+  c = base_config()
+  c.model.name = "ladder"
+  c.model.latent_dims, c.model.hidden, c.model.layers_per_latent = (5, 3), (16, 8), 1
+  c.data.image_size = 4
+  model = model_lib.make_model(c, IMAGE_SHAPE)
+  params = jax.tree.map(lambda a: 2.0 * a, model_lib.init(model, jax.random.key(0), IMAGE_SHAPE))
+  images = np.random.default_rng(1).integers(0, 256, (NUM, *IMAGE_SHAPE), dtype=np.uint8)
+  be = parallel.make_backend("pmap", 1)
+
+  def is_nll(k):
+    c.is_nll_k, c.is_nll_chunk = k, 16
+    setup = evaluators.EvalSetup(model=model, config=c, loss_fn=losses.get_loss_fn(c), backend=be,
+                                 eval_key=jax.random.key(EVAL_KEY), batch_size=8)
+    return evaluators.make_evaluators(["is_nll"], setup)["is_nll"](be.replicate(params), ArraySource(images), 0)
+
+  keys = example_keys(jax.random.key(EVAL_KEY), np.arange(NUM))
+  x, q_1, latent_keys = losses.posterior(params, {"image": images}, keys, model=model)
+  top, bottom = model_lib.infer(params, q_1, latent_keys, model=model).groups
+  net = lambda name, i, z: model.apply({"params": params}, z, method=lambda m, z: getattr(m, name)[i](z))
+  logits = np.asarray(model.apply({"params": params}, bottom.z, method=lambda m, z: m.x_net(z)), np.float64)
+  x64 = np.asarray(x, np.float64).reshape(NUM, -1)
+  logits = logits.reshape(NUM, -1)
+  log_px = np.sum(x64 * logits - np.logaddexp(0.0, logits), axis=-1)
+  z2 = np.asarray(top.z, np.float64)
+  log_pz2 = np.sum(-0.5 * (np.log(2 * np.pi) + z2**2), axis=-1)
+  log_w = (log_px + log_pz2 + _gauss_log_density(bottom.z, net("p_nets", 0, top.z))
+           - _gauss_log_density(bottom.z, q_1) - _gauss_log_density(top.z, net("q_nets", 1, bottom.z)))
+  one = is_nll(1)
+  np.testing.assert_allclose(one["is_nll"], -log_w.mean(), rtol=1e-5)
+  assert is_nll(64)["is_nll"] < one["is_nll"]
