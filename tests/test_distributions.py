@@ -175,3 +175,22 @@ def test_gaussian_log_prob_matches_scipy(per_channel):
   got = Gaussian(jnp.asarray(loc), jnp.asarray(log_scale)).log_prob(jnp.asarray(x))
   assert got.shape == (2,)
   np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_pixel_samples_have_the_distributions_moments():
+  """Bernoulli.sample: each pixel is 1 with frequency sigmoid(l); Gaussian.sample with a per-channel
+  log_scale: each pixel's mean is loc and its variance exp(2 log_scale) of its channel (5 SE)."""
+  n = 20_000
+  keys = jax.random.split(jax.random.key(7), n)
+  logits = jnp.array([-3.0, -0.5, 0.0, 0.7, 2.0, 4.0]).reshape(1, 2, 3, 1)
+  ones = np.asarray(Bernoulli(jnp.broadcast_to(logits, (n, 2, 3, 1))).sample(keys), np.float64)
+  assert set(np.unique(ones)) <= {0.0, 1.0}
+  p = 1 / (1 + np.exp(-np.asarray(logits[0], np.float64)))
+  assert np.all(np.abs(ones.mean(0) - p) < 5 * np.sqrt(p * (1 - p) / n)), (ones.mean(0), p)
+  loc = jnp.array([0.1, 0.5, 0.9, 0.3, 0.2, 0.7]).reshape(1, 1, 2, 3)
+  log_scale = jnp.array([-2.0, -1.0, 0.5])
+  x = np.asarray(Gaussian(jnp.broadcast_to(loc, (n, 1, 2, 3)), log_scale).sample(keys), np.float64)
+  var = np.broadcast_to(np.exp(2 * np.asarray(log_scale, np.float64)), (1, 2, 3))
+  assert np.all(np.abs(x.mean(0) - loc[0]) < 5 * np.sqrt(var / n))
+  assert np.all(np.abs(x.var(0) / var - 1) < 5 * np.sqrt(2 / n))
+  assert abs(np.corrcoef(x[:, 0, 0, 0], x[:, 0, 1, 0])[0, 1]) < 5 / np.sqrt(n)  # independent pixels
