@@ -94,7 +94,9 @@ def test_sample_grids_work_for_every_model(run_dir, tmp_path):
 def small_run(tmp_path_factory):
   from conftest import tiny_config
   wd = tmp_path_factory.mktemp("eval_cli") / "run"
-  trainer.train_and_evaluate(tiny_config(num_train_steps=10), wd)
+  # A run whose config limits is_nll during training to its first 20 examples (as mnist_ar does):
+  # evaluate must not inherit that limit.
+  trainer.train_and_evaluate(tiny_config(num_train_steps=10, is_nll_num_examples=20), wd)
   return wd
 
 
@@ -108,6 +110,7 @@ def test_evaluate_cli_writes_the_documented_json(tmp_path, small_run):
   for key in ("step", "num_examples", "k", "is_nll", "is_nll_stderr", "neg_elbo", "bits_per_dim", "params"):
     assert key in record, key
   assert (record["step"], record["num_examples"], record["k"], record["params"]) == (10, 40, 5, "raw")
+  assert record["is_nll_num_examples"] == 40  # --num_examples, not the run's is_nll_num_examples
   assert record["params_digest"] == inference.params_digest(inference.load_trained(wd).params)
   assert "is_nll" in proc.stdout and not (tmp_path / "eval.json.tmp").exists()
 
