@@ -142,7 +142,7 @@ def _active_units(params, images, model, c, threshold):
   setup = evaluators.EvalSetup(model=model, config=c, loss_fn=losses.get_loss_fn(c), backend=be,
                                eval_key=jax.random.key(0), batch_size=8)
   return evaluators.make_evaluators(["active_units"], setup)["active_units"](
-      be.replicate(params), ArraySource(images), 0)["active_units"]
+      be.replicate(params), ArraySource(images), 0)
 
 
 def test_active_units_count_the_units_whose_posterior_mean_varies_more_than_the_threshold():
@@ -166,10 +166,10 @@ def test_active_units_count_the_units_whose_posterior_mean_varies_more_than_the_
   variances = np.var(x @ kernel[:, :4].astype(np.float64) + bias[:4], axis=0)
   assert variances[3] == 0.0 and np.all(np.diff(variances[:3]) < 0)  # distinct, decreasing
   for u in range(3):
-    below = _active_units(params, images, model, c, variances[u] * (1 - 1e-3))
-    above = _active_units(params, images, model, c, variances[u] * (1 + 1e-3))
+    below = _active_units(params, images, model, c, variances[u] * (1 - 1e-3))["active_units"]
+    above = _active_units(params, images, model, c, variances[u] * (1 + 1e-3))["active_units"]
     assert (below, above) == (u + 1, u), (u, variances)
-  assert _active_units(params, images, model, c, 1e-9) == 3  # not the constant unit
+  assert _active_units(params, images, model, c, 1e-9)["active_units"] == 3  # not the constant unit
 
 
 def test_unknown_evaluator_lists_the_valid_names(linear):
@@ -232,3 +232,27 @@ def test_is_nll_k_1_of_a_two_layer_ladder_is_its_log_weight_recomputed_from_the_
   one = is_nll(1)
   np.testing.assert_allclose(one["is_nll"], -log_w.mean(), rtol=1e-5)
   assert is_nll(64)["is_nll"] < one["is_nll"]
+
+
+def test_active_units_of_each_ladder_group_match_numpy_variances_of_the_mean_path():
+  """Per group (generative order: 0 = z_2, 1 = z_1): units whose posterior mean on the zero-noise
+  path, z_1 = E q(z_1|x) and z_2 = E q(z_2|z_1), varies over the images more than a threshold set
+  midway between two of the 8 units' numpy variances."""
+  c = base_config()
+  c.model.name = "ladder"
+  c.model.latent_dims, c.model.hidden, c.model.layers_per_latent = (5, 3), (16, 8), 1
+  c.data.image_size = 4
+  model = model_lib.make_model(c, IMAGE_SHAPE)
+  params = jax.tree.map(lambda a: 2.0 * a, model_lib.init(model, jax.random.key(0), IMAGE_SHAPE))
+  images = np.random.default_rng(2).integers(0, 256, (40, *IMAGE_SHAPE), dtype=np.uint8)
+  keys = example_keys(jax.random.key(0), np.arange(40))
+  _, q_1, _ = losses.posterior(params, {"image": images}, keys, model=model)
+  q_2 = model.apply({"params": params}, q_1.mean, method=lambda m, z: m.q_nets[1](z))
+  var_1, var_2 = (np.var(np.asarray(d.mean, np.float64), axis=0) for d in (q_1, q_2))
+  ordered = np.sort(np.concatenate([var_1, var_2]))
+  threshold = float(np.sqrt(ordered[3] * ordered[4]))  # 4 of the 8 units above it
+  assert ordered[4] / ordered[3] > 1.01
+  got = _active_units(params, images, model, c, threshold)
+  want = [int(np.sum(var_2 > threshold)), int(np.sum(var_1 > threshold))]
+  assert 0 < want[0] < 3  # units on both sides of the threshold in both groups (3 + 5 units)
+  assert [got["active_units_g0"], got["active_units_g1"]] == want and got["active_units"] == 4
