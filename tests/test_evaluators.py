@@ -66,6 +66,8 @@ def test_is_nll_converges_to_the_closed_form_marginal(linear):
   elbo = _evaluate(linear, "elbo")
   assert elbo["neg_elbo"] > exact + 0.5  # the gap IS must close
   assert abs(got["is_nll"] - exact) < 0.02, (got["is_nll"], exact)
+  # x = image / 255 with no dequantisation: bits/dim is the plain conversion over the D pixels.
+  np.testing.assert_allclose(got["is_nll_bits_per_dim"], got["is_nll"] / (D * math.log(2)), rtol=1e-6)
 
 
 def test_is_nll_with_k_1_is_the_single_sample_elbo_at_the_same_draw(linear):
