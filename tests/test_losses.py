@@ -217,7 +217,8 @@ def test_library_elbo_gap_is_the_kl_to_the_non_diagonal_true_posterior(linear_va
 def tiny():
   """A tiny Bernoulli MLP VAE on 8x8 images, config with beta_elbo (beta 3, warm-up 10), and a batch of 4.
 
-  `run(step)` returns (elbo_loss, beta_elbo_loss, elbo_terms) at fixed keys, jitted once.
+  Returns (run, (model, params, config, images)); `run(step)` gives (elbo_loss, beta_elbo_loss,
+  elbo_terms) at fixed keys, jitted once.
   """
   c = base_config()
   c.model.hidden = (16,)
@@ -228,7 +229,8 @@ def tiny():
   c.kl_warmup_steps = 10
   model = model_lib.make_model(c, (8, 8, 1))
   params = jax.jit(lambda k: model_lib.init(model, k, (8, 8, 1)))(jax.random.key(0))
-  batch = {"image": jnp.asarray(np.random.default_rng(0).integers(0, 256, size=(4, 8, 8, 1), dtype=np.uint8))}
+  images = np.random.default_rng(0).integers(0, 256, size=(4, 8, 8, 1), dtype=np.uint8)
+  batch = {"image": jnp.asarray(images)}
   keys = jax.random.split(jax.random.key(1), 4)
   beta_loss_fn = losses.get_loss_fn(c)
 
@@ -237,28 +239,47 @@ def tiny():
     return (losses.elbo_loss(params, batch, keys, step, model=model, config=c),
             beta_loss_fn(params, batch, keys, step, model=model, config=c),
             losses.elbo_terms(params, batch, keys, model=model, config=c))
-  return run
+  return run, (model, params, c, images)
 
 
-def test_elbo_loss_metrics_are_consistent(tiny):
-  """elbo metrics: neg_elbo = recon + kl, elbo = -neg_elbo, loss = neg_elbo, bits/dim = nats / (D ln 2)."""
-  (loss, m), _, terms = tiny(0)
-  assert {"recon", "kl", "neg_elbo", "elbo", "bits_per_dim"} <= set(m)
-  np.testing.assert_allclose(m["neg_elbo"], m["recon"] + m["kl"], rtol=1e-6)
-  np.testing.assert_allclose(m["elbo"], -m["neg_elbo"], rtol=0)
-  np.testing.assert_allclose(loss, m["neg_elbo"], rtol=0)
-  np.testing.assert_allclose(m["bits_per_dim"], m["neg_elbo"] / (64 * math.log(2)), rtol=1e-6)
-  assert float(m["kl"]) > 0 and float(m["recon"]) > 0
-  # Means over the batch of the per-example terms.
-  for k in ("recon", "kl", "neg_elbo"):
-    assert terms[k].shape == (4,)
-    np.testing.assert_allclose(m[k], np.mean(terms[k]), rtol=1e-6)
+def test_elbo_loss_matches_an_independent_monte_carlo_estimate(tiny):
+  """E over draws of the library's per-example -ELBO = a numpy estimate of the same expectation.
+
+  Numpy draws its own x ~ Bern(image / 255) and z ~ q(z|x) from the encoder's (mean, logvar),
+  and computes recon = -sum [x l - log(1 + e^l)] from the decoder's logits and the closed-form
+  KL = 1/2 sum [m^2 + s^2 - 1 - log s^2]: only the networks are shared, not the formulas or keys.
+  """
+  _, (model, params, c, images) = tiny
+  n = 2048  # draws per image
+  batch = {"image": jnp.asarray(np.repeat(images, n, axis=0))}  # image i at rows i*n ... (i+1)*n - 1
+  keys = jax.random.split(jax.random.key(1), 4 * n)
+  loss, m = jax.jit(lambda b, k: losses.elbo_loss(params, b, k, 0, model=model, config=c))(batch, keys)
+  terms = jax.jit(lambda b, k: losses.elbo_terms(params, b, k, model=model))(batch, keys)
+  lib = {k: np.asarray(terms[k], np.float64).reshape(4, n) for k in ("recon", "kl", "neg_elbo")}
+  np.testing.assert_allclose(loss, np.mean(terms["neg_elbo"]), rtol=1e-5)  # the loss: mean over the batch
+  np.testing.assert_allclose(m["kl"], np.mean(terms["kl"]), rtol=1e-5)
+  np.testing.assert_allclose(lib["neg_elbo"], lib["recon"] + lib["kl"], rtol=1e-5)
+  rng = np.random.default_rng(0)
+  p_on = np.asarray(images, np.float64).reshape(4, -1) / 255.0
+  for i in range(4):
+    x = (rng.uniform(size=(n, 64)) < p_on[i]).astype(np.float32)
+    q = model_lib.encode(params, jnp.asarray(x.reshape(n, 8, 8, 1)), model=model)
+    mean, logvar = np.asarray(q.mean, np.float64), np.asarray(q.logvar, np.float64)
+    kl = 0.5 * np.sum(mean**2 + np.exp(logvar) - 1.0 - logvar, axis=1)
+    z = mean + np.exp(0.5 * logvar) * rng.normal(size=mean.shape)
+    l = np.asarray(model_lib.decode(params, jnp.asarray(z, jnp.float32), model=model).logits,
+                   np.float64).reshape(n, -1)
+    recon = -np.sum(x * l - np.logaddexp(0.0, l), axis=1)
+    for k, ref in (("recon", recon), ("kl", kl), ("neg_elbo", recon + kl)):
+      got = lib[k][i]
+      se = math.sqrt(got.var(ddof=1) / got.size + ref.var(ddof=1) / ref.size)
+      assert abs(got.mean() - ref.mean()) < 5 * se + 1e-4, (k, i, got.mean(), ref.mean(), se)
 
 
 @pytest.mark.parametrize("step, beta_t", [(0, 0.0), (5, 1.5), (10, 3.0), (25, 3.0)])
 def test_beta_elbo_loss_is_recon_plus_beta_t_kl(tiny, step, beta_t):
   """beta_elbo = recon + beta_t kl with beta_t = 3 min(1, step / 10); neg_elbo stays the beta = 1 bound."""
-  (_, m_elbo), (loss, m), _ = tiny(step)
+  (_, m_elbo), (loss, m), _ = tiny[0](step)
   np.testing.assert_allclose(m["beta"], beta_t, rtol=1e-6)
   np.testing.assert_allclose(loss, m["recon"] + beta_t * m["kl"], rtol=1e-6)
   np.testing.assert_allclose(m["neg_elbo"], m["recon"] + m["kl"], rtol=1e-6)
