@@ -58,7 +58,7 @@ def main() -> None:
   args = parser.parse_args()
 
   import jax
-  from vae_jax import data, evaluators, losses, parallel
+  from vae_jax import data, evaluators, hardware, losses, parallel
   from vae_jax import model as model_lib
 
   config = importlib.import_module(f"configs.{args.config}").get_config()
@@ -80,7 +80,7 @@ def main() -> None:
   rate = result["is_nll_samples_per_s"]
   record = {"config": args.config, "k": args.k, "num_examples": len(test), "chunk": args.chunk,
             "batch_size": args.batch_size, "is_nll_samples_per_s": rate,
-            "device": f"{jax.device_count()} x {jax.devices()[0].device_kind}"}
+            "device": hardware.describe()}
   if "decoder" in params and all("kernel" in v for v in params["decoder"].values()):
     per_sample_s = _floor_seconds(params, len(test) * args.k, args.batch_size * args.chunk)
     record.update(matmul_floor_samples_per_s=1.0 / per_sample_s, fraction_of_floor=rate * per_sample_s)

@@ -109,8 +109,7 @@ def evaluate_run(workdir: str | Path, metrics: list[str], *, k: int | None = Non
                  examples: tuple[int, int] | None = None) -> dict:
   """Runs `metrics` on the run in `workdir` (on `examples` [start, stop) of its test split when
   given); returns the JSON record."""
-  import jax  # after flag parsing: slow to import
-  from vae_jax import data, evaluators, inference, losses, parallel, trainer
+  from vae_jax import data, evaluators, hardware, inference, losses, parallel, trainer
   from vae_jax.data.source import first_index
   if examples is not None and num_examples:
     raise UserError("--examples and --num_examples both choose examples; pass one")
@@ -147,13 +146,13 @@ def evaluate_run(workdir: str | Path, metrics: list[str], *, k: int | None = Non
           "params_digest": inference.params_digest(run.params), "metrics": list(metrics),
           "k": int(config.is_nll_k), "num_examples": len(test), "examples": [first, first + len(test)],
           **features, **results,
-          "wall_s": time.perf_counter() - t0, "device": f"{jax.device_count()} x {jax.devices()[0].device_kind}"}
+          "wall_s": time.perf_counter() - t0, "device": hardware.describe()}
 
 
 def compare_folders(dirs: list[str], features: str, judge_dir: str | None) -> dict:
   """The --fid_dirs record: metrics between the two folders with the chosen feature network."""
-  import jax
   from vae_jax import config as config_lib
+  from vae_jax import hardware
   from vae_jax.evaluators import folder_quality
   from vae_jax.features import judge as judge_lib
   from vae_jax.features.extractors import InceptionPoolFeatures, JudgeFeatures
@@ -169,7 +168,7 @@ def compare_folders(dirs: list[str], features: str, judge_dir: str | None) -> di
   record = folder_quality.compare_folders(dirs[0], dirs[1], network, channels=channels,
                                           quality_config=config_lib.base_config().quality)
   return {"fid_dirs": dirs, "features": features, **record, **network.info(),
-          "wall_s": time.perf_counter() - t0, "device": f"{jax.device_count()} x {jax.devices()[0].device_kind}"}
+          "wall_s": time.perf_counter() - t0, "device": hardware.describe()}
 
 
 def merge_records(paths: list[str]) -> dict:
