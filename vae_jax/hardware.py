@@ -14,7 +14,7 @@ import jax
 
 
 def cpu_model(cpuinfo: str) -> str:
-  """"name, family F model M" from the text of /proc/cpuinfo (its first processor); "" if absent."""
+  """The first processor's `model name, family F model M` in the text of /proc/cpuinfo ("" if absent)."""
   fields = {}
   for line in cpuinfo.splitlines():
     if not line.strip():
@@ -36,7 +36,7 @@ def _read_cpuinfo() -> str:
 
 
 def describe() -> str:
-  """"N x kind", and on a CPU "(processor, C cores)" after it."""
+  """`N x kind` of the JAX devices, and on a CPU `(processor, C cores)` after it."""
   devices = jax.devices()
   text = f"{len(devices)} x {devices[0].device_kind}"
   if devices[0].platform != "cpu":
