@@ -200,16 +200,22 @@ def _gauss_log_density(z, dist):
   return np.sum(-0.5 * (np.log(2 * np.pi) + logvar + (z - mean) ** 2 / np.exp(logvar)), axis=-1)
 
 
-def test_is_nll_k_1_of_a_two_layer_ladder_is_its_log_weight_recomputed_from_the_nets():
-  """Two latent groups: IS-NLL (k = 1) is the mean over examples of -[log p(x|z_1) + log p(z_2)
-  + log p(z_1|z_2) - log q(z_1|x) - log q(z_2|z_1)] at the evaluator's draws, each density
-  recomputed from the networks (numpy Bernoulli and Gaussian formulas); k = 64 lies below it."""
+def _two_layer_ladder():
+  """(config, model, params): a ladder with z_1 of 5 and z_2 of 3 units on 4x4 images, its initial
+  weights doubled so that the posteriors differ clearly between images."""
   c = base_config()
   c.model.name = "ladder"
   c.model.latent_dims, c.model.hidden, c.model.layers_per_latent = (5, 3), (16, 8), 1
   c.data.image_size = 4
   model = model_lib.make_model(c, IMAGE_SHAPE)
-  params = jax.tree.map(lambda a: 2.0 * a, model_lib.init(model, jax.random.key(0), IMAGE_SHAPE))
+  return c, model, jax.tree.map(lambda a: 2.0 * a, model_lib.init(model, jax.random.key(0), IMAGE_SHAPE))
+
+
+def test_is_nll_k_1_of_a_two_layer_ladder_is_its_log_weight_recomputed_from_the_nets():
+  """Two latent groups: IS-NLL (k = 1) is the mean over examples of -[log p(x|z_1) + log p(z_2)
+  + log p(z_1|z_2) - log q(z_1|x) - log q(z_2|z_1)] at the evaluator's draws, each density
+  recomputed from the networks (numpy Bernoulli and Gaussian formulas); k = 64 lies below it."""
+  c, model, params = _two_layer_ladder()
   images = np.random.default_rng(1).integers(0, 256, (NUM, *IMAGE_SHAPE), dtype=np.uint8)
   be = parallel.make_backend("pmap", 1)
 
@@ -240,12 +246,7 @@ def test_active_units_of_each_ladder_group_match_numpy_variances_of_the_mean_pat
   """Per group (generative order: 0 = z_2, 1 = z_1): units whose posterior mean on the zero-noise
   path, z_1 = E q(z_1|x) and z_2 = E q(z_2|z_1), varies over the images more than a threshold set
   midway between two of the 8 units' numpy variances."""
-  c = base_config()
-  c.model.name = "ladder"
-  c.model.latent_dims, c.model.hidden, c.model.layers_per_latent = (5, 3), (16, 8), 1
-  c.data.image_size = 4
-  model = model_lib.make_model(c, IMAGE_SHAPE)
-  params = jax.tree.map(lambda a: 2.0 * a, model_lib.init(model, jax.random.key(0), IMAGE_SHAPE))
+  c, model, params = _two_layer_ladder()
   images = np.random.default_rng(2).integers(0, 256, (40, *IMAGE_SHAPE), dtype=np.uint8)
   keys = example_keys(jax.random.key(0), np.arange(40))
   _, q_1, _ = losses.posterior(params, {"image": images}, keys, model=model)
