@@ -3,6 +3,7 @@ path, importance-sample streams, conditioning, and the registry."""
 
 import math
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 
 from vae_jax import model as model_lib
 from vae_jax.config import base_config
+from vae_jax.distributions import DiagGaussian
 from vae_jax.errors import UserError
 
 SHAPE = (4, 4, 1)
@@ -157,11 +159,11 @@ def test_ladder_config_errors_are_one_line(overrides, match):
     _ladder(**overrides)
 
 
-def _hvae():
+def _hvae(blocks_per_res=(1, 2)):
   c = base_config()
   c.model.name = "hvae"
   c.model.resolutions, c.model.widths = (8, 4), (8, 8)
-  c.model.blocks_per_res, c.model.enc_blocks_per_res, c.model.z_channels = (1, 2), (1, 1), 2
+  c.model.blocks_per_res, c.model.enc_blocks_per_res, c.model.z_channels = blocks_per_res, (1, 1), 2
   c.data.image_size = 8
   m = model_lib.make_model(c, (8, 8, 1))
   params = model_lib.init(m, jax.random.key(0), (8, 8, 1))
@@ -208,6 +210,71 @@ def test_hvae_every_groups_closed_form_kl_matches_monte_carlo():
     se = math.sqrt(diff.var(ddof=1) / n)
     assert kl.mean() > 0.05  # non-trivial conditionals
     assert abs(diff.mean() - kl.mean()) < 5 * se + 1e-3, (diff.mean(), kl.mean(), se)
+
+
+def _conv(p, x):
+  """flax's own nn.Conv (SAME padding) with the given parameters."""
+  kernel = p["kernel"]
+  return nn.Conv(kernel.shape[-1], kernel.shape[:2], padding="SAME").apply({"params": p}, x)
+
+
+def _res(p, h, residual=True):
+  """A residual branch written out: conv(gelu(.)) four times, Conv_0 ... Conv_3."""
+  y = h
+  for i in range(4):
+    y = _conv(p[f"Conv_{i}"], nn.gelu(y))
+  return h + y if residual else y
+
+
+def _hvae_reference(m, params, x, zs):
+  """The hierarchy as its docstring states it, in the plainest order: the posterior net on the
+  concatenation [h, encoder activation], every group computed at its draw, each projection
+  after the upsampling. Returns (logits, [(q, p) per group]) at the given draws `zs`."""
+  n, c = len(m.resolutions), m.z_channels
+  h, acts = _conv(params["stem"], x), []
+  for r in range(n):
+    for i in range(m.enc_blocks_per_res[r]):
+      h = _res(params[f"enc_blocks_{r}_{i}"], h)
+    acts.append(h)
+    if r + 1 < n:
+      h = _conv(params[f"enc_proj_{r}"], nn.avg_pool(h, (2, 2), strides=(2, 2)))
+  h = jnp.broadcast_to(params["top"], (x.shape[0], *params["top"].shape))
+  dists = []
+  for r in reversed(range(n)):
+    if r + 1 < n:
+      h = _conv(params[f"dec_proj_{r}"], jnp.repeat(jnp.repeat(h, 2, axis=1), 2, axis=2))
+    for i in range(m.blocks_per_res[r]):
+      b = params[f"dec_blocks_{r}_{i}"]
+      prior = _res(b["prior"], h, residual=False)
+      post = _res(b["posterior"], jnp.concatenate([h, acts[r]], axis=-1), residual=False)
+      q, p = DiagGaussian(post[..., :c], post[..., c:]), DiagGaussian(prior[..., :c], prior[..., c:2 * c])
+      dists.append((q, p))
+      h = _res(b["res"], h + prior[..., 2 * c:] + _conv(b["z_proj"], zs[len(dists) - 1]))
+  return _conv(params["out"], h), dists
+
+
+@pytest.mark.parametrize("blocks_per_res", [(1, 2), (2, 0)])
+def test_hvae_matches_the_hierarchy_written_out(blocks_per_res):
+  """infer's draws, log q, log p, KL and logits equal `_hvae_reference` at the same draws, and at
+  temperature 0 each group is its posterior mean given the means above. (2, 0): no group at the
+  lowest resolution, so group 0's state is the start carried up through a projection."""
+  m, params = _hvae(blocks_per_res)
+  x = jnp.asarray(np.random.default_rng(6).uniform(size=(3, 8, 8, 1)), jnp.float32)
+  keys = jax.random.split(jax.random.key(7), 3)
+  context = model_lib.encode(params, x, model=m)
+  for temperature in (1.0, 0.0):
+    inf = model_lib.infer(params, context, keys, model=m, temperature=temperature, sample=3)
+    logits, dists = _hvae_reference(m, params, x, [g.z for g in inf.groups])
+    assert len(dists) == len(inf.groups) == sum(blocks_per_res)
+    np.testing.assert_allclose(inf.p_x.logits, logits, rtol=1e-4, atol=1e-4)
+    for g, (q, p) in zip(inf.groups, dists):
+      np.testing.assert_allclose(g.log_q, q.log_prob(g.z), rtol=1e-4, atol=1e-3)
+      np.testing.assert_allclose(g.log_p, p.log_prob(g.z), rtol=1e-4, atol=1e-3)
+      np.testing.assert_allclose(g.kl, q.kl(p), rtol=1e-4, atol=1e-3)
+      if temperature == 0.0:
+        np.testing.assert_allclose(g.z, q.mean, rtol=1e-4, atol=1e-4)
+      else:
+        assert float(jnp.max(jnp.abs(g.z - q.mean))) > 0.1
 
 
 def _mlp_logits(dense_params, z, activation, shape):

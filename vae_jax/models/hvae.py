@@ -11,7 +11,8 @@ decoder starts from a learned constant at the lowest resolution and runs
 
 so both distributions condition on the same draws above, and the KL of every
 group is in closed form: KL(q || p) at the state h. Between resolutions h is
-upsampled (nearest) and projected to the next width; a final conv gives the
+projected to the next width and upsampled (nearest; the 1x1 projection commutes
+with it, so it runs at the lower resolution); a final conv gives the
 likelihood's maps. Each group is a [B, r, r, z_channels] map; groups are in
 generative order (0 = the first block at the lowest resolution).
 
@@ -19,6 +20,11 @@ Widths per resolution (`model.widths`, lowest resolution last like
 `resolutions`), `model.z_channels`, `model.enc_blocks_per_res`. The last conv
 of every residual branch starts at zero, so each block starts as the identity
 and q = p = N(0, I) at initialisation (VDVAE scales these instead).
+
+`encode` does all the work that depends on the image alone, once per image
+however many draws `infer` makes of it (importance sampling makes thousands):
+the bottom-up pass, the encoder's share of each posterior net's first layer,
+and group 0's prior and posterior (its state is the learned start).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import flax.linen as nn
+import flax.struct
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -65,6 +72,57 @@ def _upsample(h: jax.Array) -> jax.Array:
   return jnp.repeat(jnp.repeat(h, 2, axis=1), 2, axis=2)
 
 
+class SplitPointwise(nn.Module):
+  """A 1x1 conv of the concatenation [a, b]: [a, b] K + bias = a K_a + (b K_b + bias).
+
+  Parameters are nn.Conv's (kernel [1, 1, Ca + Cb, O], bias [O]), so the module can stand where a
+  `Conv(O, (1, 1))` of the concatenation stood. `of_b` is the part a caller can compute once and
+  reuse for many values of a.
+  """
+
+  in_features: int  # Ca + Cb
+  features: int
+
+  def setup(self):
+    self.kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                             (1, 1, self.in_features, self.features))
+    self.bias = self.param("bias", nn.initializers.zeros, (self.features,))
+
+  def of_a(self, a: jax.Array) -> jax.Array:
+    return jnp.einsum("...c,co->...o", a, self.kernel[0, 0, :a.shape[-1]])
+
+  def of_b(self, b: jax.Array) -> jax.Array:
+    return jnp.einsum("...c,co->...o", b, self.kernel[0, 0, self.in_features - b.shape[-1]:]) + self.bias
+
+
+class PosteriorNet(nn.Module):
+  """ResBlock(2 * width, out) of [h, enc], with the encoder's share of its first layer split off.
+
+  That layer is conv1x1(gelu([h, enc])) = gelu(h) K_h + (gelu(enc) K_e + b): `condition(enc)`
+  is the bracket, which depends on the image alone, so importance sampling computes it once per
+  image rather than once per draw; `__call__(h, condition)` is the rest. The parameters are
+  ResBlock(2 * width, out)'s, names and shapes (Conv_0 ... Conv_3), so checkpoints carry over.
+  """
+
+  width: int  # of h and of enc
+  out: int
+
+  def setup(self):
+    mid = max(2 * self.width // 4, 8)
+    self.first = SplitPointwise(2 * self.width, mid, name="Conv_0")
+    self.conv1 = Conv(mid, (3, 3), padding="SAME", name="Conv_1")
+    self.conv2 = Conv(mid, (3, 3), padding="SAME", name="Conv_2")
+    self.last = Conv(self.out, (1, 1), kernel_init=nn.initializers.zeros, name="Conv_3")
+
+  def condition(self, enc: jax.Array) -> jax.Array:
+    return self.first.of_b(nn.gelu(enc))
+
+  def __call__(self, h: jax.Array, condition: jax.Array) -> jax.Array:
+    y = self.first.of_a(nn.gelu(h)) + condition
+    y = self.conv2(nn.gelu(self.conv1(nn.gelu(y))))
+    return self.last(nn.gelu(y))
+
+
 class TopDownBlock(nn.Module):
   """One latent group: prior and posterior from the state, a draw, and the state update."""
 
@@ -73,7 +131,7 @@ class TopDownBlock(nn.Module):
 
   def setup(self):
     self.prior = ResBlock(self.width, out=2 * self.z_channels + self.width, zero_last=True)
-    self.posterior = ResBlock(2 * self.width, out=2 * self.z_channels, zero_last=True)
+    self.posterior = PosteriorNet(self.width, out=2 * self.z_channels)
     self.z_proj = Conv(self.width, (1, 1), kernel_init=nn.initializers.zeros)
     self.res = ResBlock(self.width)
 
@@ -82,10 +140,18 @@ class TopDownBlock(nn.Module):
     z = self.z_channels
     return DiagGaussian(out[..., :z], out[..., z:2 * z]), out[..., 2 * z:]
 
-  def infer(self, h, enc, keys_B, stream, temperature):
+  def condition(self, enc):
+    """The posterior's per-image input from the encoder activation at this resolution."""
+    return self.posterior.condition(enc)
+
+  def dists(self, h, condition) -> tuple[DiagGaussian, jax.Array, DiagGaussian]:
+    """(p(z_g | z_<g), the prior net's features, q(z_g | x, z_<g)) at the state h."""
     p, feat = self._prior(h)
-    q_out = self.posterior(jnp.concatenate([h, enc], axis=-1))
-    q = DiagGaussian(q_out[..., :self.z_channels], q_out[..., self.z_channels:])
+    q_out = self.posterior(h, condition)
+    return p, feat, DiagGaussian(q_out[..., :self.z_channels], q_out[..., self.z_channels:])
+
+  def infer(self, h, dists, keys_B, stream, temperature):
+    p, feat, q = dists
     z = scale_noise(q, q.sample(keys_B, stream), temperature)
     group = LatentGroup(z=z, log_q=q.log_prob(z), log_p=p.log_prob(z), kl=q.kl(p))
     return self.res(h + feat + self.z_proj(z)), group
@@ -98,6 +164,14 @@ class TopDownBlock(nn.Module):
   def decode(self, h, z):
     _, feat = self._prior(h)
     return self.res(h + feat + self.z_proj(z))
+
+
+@flax.struct.dataclass
+class Context:
+  """What `HVAE.encode` computes once per image for every draw of `infer`."""
+
+  conditions: tuple[jax.Array, ...]  # per group, the encoder's share of its posterior net
+  first: tuple[DiagGaussian, jax.Array, DiagGaussian]  # group 0's `dists`: its state is not drawn
 
 
 class HVAE(LatentModel):
@@ -142,7 +216,16 @@ class HVAE(LatentModel):
     if self.num_classes > 0:
       self.label_embed = nn.Embed(self.num_classes, self.widths[-1])
 
-  def encode(self, x_BHWC: jax.Array, y=None) -> tuple[jax.Array, ...]:
+  def encode(self, x_BHWC: jax.Array, y=None) -> Context:
+    """Everything inference computes before the first draw: each group's posterior condition
+    (from the encoder activation at its resolution) and group 0's prior and posterior."""
+    acts = self._bottom_up(x_BHWC)
+    blocks = [(r, block) for r in reversed(range(len(self.resolutions))) for block in self.dec_blocks[r]]
+    conditions = tuple(block.condition(acts[r]) for r, block in blocks)
+    first = blocks[0][1].dists(self._first_state(x_BHWC.shape[0], y), conditions[0])
+    return Context(conditions=conditions, first=first)
+
+  def _bottom_up(self, x_BHWC: jax.Array) -> tuple[jax.Array, ...]:
     """Encoder activations at each resolution, highest first."""
     h = self.stem(x_BHWC)
     acts = []
@@ -153,6 +236,16 @@ class HVAE(LatentModel):
       if r + 1 < len(self.resolutions):
         h = self.enc_proj[r](_pool(h))
     return tuple(acts)
+
+  def _first_state(self, batch: int, y) -> jax.Array:
+    """The state group 0 reads: the start, carried up to the lowest resolution that has groups."""
+    h = self._start(batch, y)
+    for r in reversed(range(len(self.resolutions))):
+      if r < len(self.resolutions) - 1:
+        h = _upsample(self.dec_proj[r](h))
+      if self.blocks_per_res[r]:
+        return h
+    raise AssertionError("from_config ensures at least one group")
 
   def _start(self, batch: int, y) -> jax.Array:
     h = jnp.broadcast_to(self.top, (batch, *self.top.shape))
@@ -165,17 +258,18 @@ class HVAE(LatentModel):
     g = 0
     for r in reversed(range(len(self.resolutions))):
       if r < len(self.resolutions) - 1:
-        h = self.dec_proj[r](_upsample(h))
+        h = _upsample(self.dec_proj[r](h))
       for block in self.dec_blocks[r]:
         h = step(block, h, g, r)
         g += 1
     return h
 
-  def infer(self, acts, keys_B, y=None, sample=0, temperature=1.0) -> Inference:
+  def infer(self, context: Context, keys_B, y=None, sample=0, temperature=1.0) -> Inference:
     groups = []
 
     def step(block, h, g, r):
-      h, group = block.infer(h, acts[r], keys_B, example_rng.latent_stream(sample, g),
+      dists = context.first if g == 0 else block.dists(h, context.conditions[g])
+      h, group = block.infer(h, dists, keys_B, example_rng.latent_stream(sample, g),
                              group_temperature(temperature, g))
       groups.append(group)
       return h
