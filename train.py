@@ -20,7 +20,7 @@ from pathlib import Path
 
 from absl import flags
 
-from vae_jax import cli, parallel, trainer
+from vae_jax import cli, parallel, trainer, xla_cpu
 from vae_jax.errors import run_cli
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/default", "run directory: checkpoints, metrics, images")
@@ -45,6 +45,7 @@ def main() -> None:
   cli.parse_flags(sys.argv)  # with --print_config, prints the config and exits here
   workdir = cli.check_workdir(_WORKDIR.value)
   config = cli.config_value(config)
+  xla_cpu.apply(config)  # before JAX starts its backend
   parallel.initialize_distributed(_DISTRIBUTED.value, coordinator_address=_COORDINATOR.value,
                                   num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value)
   trainer.train_and_evaluate(config, workdir, allow_config_changes=_ALLOW_CHANGES.value)

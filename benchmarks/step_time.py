@@ -41,7 +41,7 @@ def compiled_step(config, image_shape):
   model = model_lib.make_model(config, image_shape)
   params = model_lib.init(model, jax.random.key(0), image_shape)
   optimizer = step_lib.make_optimizer(config)
-  state = step_lib.init_state(params, optimizer)
+  state = step_lib.init_state(params, optimizer, config)  # with its EMA and skip state, as the trainer
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (config.steps_per_call, config.batch_size, *image_shape), np.uint8)
   batch = {"image": jnp.asarray(images)}

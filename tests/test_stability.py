@@ -133,6 +133,13 @@ def test_no_skipping_until_the_window_is_full_except_non_finite():
   assert [m["skipped"] for m in metrics] == [0, 0, 0, 0, 0, 1, 0, 0]
 
 
+def test_a_fresh_skip_state_can_be_donated():
+  """Donation, as the trainer and benchmarks/step_time.py jit the step, needs a buffer per field."""
+  state = stability.init_skip_state(8)
+  out = jax.jit(lambda s: jax.tree.map(lambda x: x + 1, s), donate_argnums=0)(state)
+  np.testing.assert_array_equal(out.num_seen, 1)
+
+
 def test_many_consecutive_skips_stop_with_one_line(tmp_path, tiny_config, monkeypatch):
   monkeypatch.setitem(losses.LOSSES._entries, "nan_late",
                       _scaled_elbo(lambda s: jnp.where(s >= 12, np.nan, 1.0)))

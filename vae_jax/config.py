@@ -22,6 +22,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.parallel = "jit"          # "jit" (NamedSharding) or "pmap"; same results
   c.num_devices = 0           # 0: all local devices
   c.steps_per_call = 10       # train steps per jitted call (lax.scan): fewer dispatches
+  c.xla_cpu_loop_unrolling = True  # False: vectorises conv activations on XLA:CPU (vae_jax/xla_cpu.py)
   c.max_train_s = 0.0         # > 0: end the run (final evaluation and grids) after this many seconds
                               # of training steps in this process (a wall-clock budget; one process)
 

@@ -33,7 +33,7 @@ FREE = frozenset({
     "num_train_steps", "log_every", "eval_every", "sample_every", "checkpoint_every",
     "keep_checkpoints", "num_grid_images", "progress_bar", "tensorboard", "log_grad_norm", "evaluators",
     "is_nll_k", "is_nll_chunk", "is_nll_num_examples", "active_units_threshold", "eval_batch_size",
-    "parallel", "num_devices", "steps_per_call", "quality", "max_train_s",
+    "parallel", "num_devices", "steps_per_call", "xla_cpu_loop_unrolling", "quality", "max_train_s",
 })
 OPT_IN = frozenset({
     "learning_rate", "lr_warmup_steps", "weight_decay", "loss", "beta", "kl_warmup_steps",

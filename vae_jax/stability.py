@@ -40,8 +40,10 @@ class SkipState:
 
 
 def init_skip_state(window: int) -> SkipState:
-  zero = jnp.zeros((), jnp.int32)
-  return SkipState(norms_W=jnp.zeros((window,), jnp.float32), num_seen=zero, skipped=zero, consecutive=zero)
+  def zero():  # a buffer per field: a donated state must not hold one buffer twice
+    return jnp.zeros((), jnp.int32)
+  return SkipState(norms_W=jnp.zeros((window,), jnp.float32), num_seen=zero(), skipped=zero(),
+                   consecutive=zero())
 
 
 def skip_threshold(state: SkipState, *, quantile: float, factor: float) -> jax.Array:

@@ -1,0 +1,75 @@
+"""`xla_cpu_loop_unrolling`: when the XLA:CPU option is added, who wins, and that it vectorises."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vae_jax import config as config_lib
+from vae_jax import inference, xla_cpu
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _config(unrolling: bool):
+  c = config_lib.base_config()
+  c.xla_cpu_loop_unrolling = unrolling
+  return c
+
+
+def test_a_config_without_unrolling_appends_the_option_once():
+  env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+  assert xla_cpu.apply(_config(False), env)
+  assert env["XLA_FLAGS"].split() == ["--xla_force_host_platform_device_count=4", xla_cpu.OPTION]
+  assert not xla_cpu.apply(_config(False), env)  # a second call adds nothing
+  assert env["XLA_FLAGS"].split() == ["--xla_force_host_platform_device_count=4", xla_cpu.OPTION]
+
+
+@pytest.mark.parametrize("env,unrolling", [
+    ({}, True),  # the default adds nothing
+    ({"XLA_FLAGS": "--xla_cpu_enable_fast_math=false"}, True),
+    ({"XLA_FLAGS": "--xla_backend_extra_options=xla_cpu_flatten_after_fusion"}, False),  # the user's own
+])
+def test_leaves_xla_flags_alone(env, unrolling):
+  before = dict(env)
+  assert not xla_cpu.apply(_config(unrolling), env)
+  assert env == before
+
+
+def test_a_runs_saved_choice_is_applied_when_its_config_is_read(tmp_path, monkeypatch):
+  """sample.py and `python -m vae_jax.evaluate` read the run's config through load_config."""
+  monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false")  # restored after the test
+  (tmp_path / "config.json").write_text(json.dumps({"xla_cpu_loop_unrolling": False}))
+  inference.load_config(tmp_path)
+  assert os.environ["XLA_FLAGS"].split() == ["--xla_cpu_enable_fast_math=false", xla_cpu.OPTION]
+
+
+_KERNEL = """
+import sys, jax, jax.numpy as jnp
+from vae_jax import config, xla_cpu
+c = config.base_config()
+c.xla_cpu_loop_unrolling = sys.argv[1] == "on"
+xla_cpu.apply(c)
+jax.jit(lambda v: jnp.tanh(v * 0.7978846)).lower(jnp.ones((50, 14, 14, 8))).compile()
+"""
+
+
+def _fusion_ir(tmp: Path, unrolling: bool) -> str:
+  """The optimised LLVM IR XLA:CPU emits for tanh(c * x) on f32[50,14,14,8], in a fresh process."""
+  dump = tmp / str(unrolling)
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_dump_to={dump}")
+  subprocess.run([sys.executable, "-c", _KERNEL, "on" if unrolling else "off"], env=env, cwd=REPO,
+                 check=True, timeout=120)
+  files = sorted(dump.glob("*jit__lambda*fusion*ir-with-opt.ll"))
+  if not files:
+    pytest.skip("this XLA names its IR dumps differently; the check reads jax 0.10's")
+  return "".join(f.read_text() for f in files)
+
+
+def test_the_option_vectorises_a_fusion_with_a_constant(tmp_path):
+  """The reason for the option: with unrolling this fusion's loop has no vector instructions."""
+  assert " x float>" not in _fusion_ir(tmp_path, unrolling=True)
+  assert " x float>" in _fusion_ir(tmp_path, unrolling=False)
