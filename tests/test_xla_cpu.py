@@ -20,7 +20,13 @@ def _config(unrolling: bool):
   return c
 
 
-def test_a_config_without_unrolling_appends_the_option_once():
+@pytest.fixture
+def backend_not_started(monkeypatch):
+  """As in a CLI that has read its config before any JAX computation (here JAX may have run)."""
+  monkeypatch.setattr(xla_cpu, "_backend_started", lambda: False)
+
+
+def test_a_config_without_unrolling_appends_the_option_once(backend_not_started):
   env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
   assert xla_cpu.apply(_config(False), env)
   assert env["XLA_FLAGS"].split() == ["--xla_force_host_platform_device_count=4", xla_cpu.OPTION]
@@ -33,13 +39,21 @@ def test_a_config_without_unrolling_appends_the_option_once():
     ({"XLA_FLAGS": "--xla_cpu_enable_fast_math=false"}, True),
     ({"XLA_FLAGS": "--xla_backend_extra_options=xla_cpu_flatten_after_fusion"}, False),  # the user's own
 ])
-def test_leaves_xla_flags_alone(env, unrolling):
+def test_leaves_xla_flags_alone(env, unrolling, backend_not_started):
   before = dict(env)
   assert not xla_cpu.apply(_config(unrolling), env)
   assert env == before
 
 
-def test_a_runs_saved_choice_is_applied_when_its_config_is_read(tmp_path, monkeypatch):
+def test_once_jax_has_started_the_environment_is_left_alone(monkeypatch):
+  """The option could no longer change this process; added, it would leak into child processes."""
+  monkeypatch.setattr(xla_cpu, "_backend_started", lambda: True)
+  env = {"XLA_FLAGS": "--xla_cpu_enable_fast_math=false"}
+  assert not xla_cpu.apply(_config(False), env)
+  assert env == {"XLA_FLAGS": "--xla_cpu_enable_fast_math=false"}
+
+
+def test_a_runs_saved_choice_is_applied_when_its_config_is_read(tmp_path, monkeypatch, backend_not_started):
   """sample.py and `python -m vae_jax.evaluate` read the run's config through load_config."""
   monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false")  # restored after the test
   (tmp_path / "config.json").write_text(json.dumps({"xla_cpu_loop_unrolling": False}))

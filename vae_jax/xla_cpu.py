@@ -43,11 +43,12 @@ def _backend_started() -> bool:
 
 
 def apply(config: ml_collections.ConfigDict, environ: MutableMapping[str, str] = os.environ) -> bool:
-  """Adds OPTION when `config.xla_cpu_loop_unrolling` is False; True if it added it."""
-  if config.get("xla_cpu_loop_unrolling", True):
+  """Adds OPTION when `config.xla_cpu_loop_unrolling` is False and JAX's backend has not started
+  (afterwards it could only leak into child processes); True if it added it."""
+  if config.get("xla_cpu_loop_unrolling", True) or "xla_backend_extra_options" in environ.get("XLA_FLAGS", ""):
     return False
-  added = add_option(environ)
-  if added and _backend_started():
+  if _backend_started():
     logging.warning("xla_cpu_loop_unrolling=False is ignored in this process: JAX's backend had "
                     "started before the config was read (see vae_jax/xla_cpu.py)")
-  return added
+    return False
+  return add_option(environ)
