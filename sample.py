@@ -38,7 +38,7 @@ from pathlib import Path
 from absl import flags, logging
 from PIL import Image
 
-from vae_jax import cli, images, inference, inpainting, keep_best, latents, sampling, transfer
+from vae_jax import cli, images, inference, inpainting, keep_best, latents, sampling, transfer, xla_cpu
 from vae_jax.errors import UserError, run_cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "a run directory written by train.py")
@@ -250,6 +250,7 @@ def main() -> None:
     raise UserError("--mask goes with --inpaint IMAGE")
   if (_CONTENT.value or _STYLE.value) and not _TRANSFER.value:
     raise UserError("--content and --style go with --transfer")
+  xla_cpu.apply(inference.load_config(Path(_WORKDIR.value)))  # the run's choice, before JAX starts
   run = inference.load_trained(_WORKDIR.value)
   if _TRANSFER.value:
     check_transfer(run)

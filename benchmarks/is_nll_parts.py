@@ -91,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     raise UserError(f"--workdir {args.workdir} does not exist")
   if not Path(args.output).parent.is_dir():
     raise UserError(f"--output {args.output}: folder {Path(args.output).parent} does not exist")
+  from vae_jax import inference, xla_cpu
+  xla_cpu.apply(inference.load_config(Path(args.workdir)))  # the run's choice, before JAX starts
   return run_parts(args)
 
 

@@ -138,6 +138,7 @@ def test_a_fresh_skip_state_can_be_donated():
   state = stability.init_skip_state(8)
   out = jax.jit(lambda s: jax.tree.map(lambda x: x + 1, s), donate_argnums=0)(state)
   np.testing.assert_array_equal(out.num_seen, 1)
+  assert state.num_seen.is_deleted() and state.consecutive.is_deleted()  # donated, not copied
 
 
 def test_many_consecutive_skips_stop_with_one_line(tmp_path, tiny_config, monkeypatch):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from vae_jax import config as config_lib
-from vae_jax import inference, xla_cpu
+from vae_jax import xla_cpu
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,10 +34,17 @@ def test_a_config_without_unrolling_appends_the_option_once(backend_not_started)
   assert env["XLA_FLAGS"].split() == ["--xla_force_host_platform_device_count=4", xla_cpu.OPTION]
 
 
+def test_joins_the_users_own_backend_options(backend_not_started):
+  env = {"XLA_FLAGS": "--xla_backend_extra_options=xla_cpu_flatten_after_fusion --xla_cpu_enable_fast_math=false"}
+  assert xla_cpu.apply(_config(False), env)
+  assert env["XLA_FLAGS"] == ("--xla_backend_extra_options=xla_cpu_flatten_after_fusion,"
+                              "xla_cpu_disable_loop_unrolling --xla_cpu_enable_fast_math=false")
+
+
 @pytest.mark.parametrize("env,unrolling", [
     ({}, True),  # the default adds nothing
     ({"XLA_FLAGS": "--xla_cpu_enable_fast_math=false"}, True),
-    ({"XLA_FLAGS": "--xla_backend_extra_options=xla_cpu_flatten_after_fusion"}, False),  # the user's own
+    ({"XLA_FLAGS": "--xla_backend_extra_options=a,xla_cpu_disable_loop_unrolling"}, False),  # there already
 ])
 def test_leaves_xla_flags_alone(env, unrolling, backend_not_started):
   before = dict(env)
@@ -53,12 +60,39 @@ def test_once_jax_has_started_the_environment_is_left_alone(monkeypatch):
   assert env == {"XLA_FLAGS": "--xla_cpu_enable_fast_math=false"}
 
 
-def test_a_runs_saved_choice_is_applied_when_its_config_is_read(tmp_path, monkeypatch, backend_not_started):
-  """sample.py and `python -m vae_jax.evaluate` read the run's config through load_config."""
-  monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false")  # restored after the test
-  (tmp_path / "config.json").write_text(json.dumps({"xla_cpu_loop_unrolling": False}))
-  inference.load_config(tmp_path)
-  assert os.environ["XLA_FLAGS"].split() == ["--xla_cpu_enable_fast_math=false", xla_cpu.OPTION]
+_CLI = """
+import os, sys
+from jax._src import xla_bridge
+which, workdir = sys.argv[1], sys.argv[2]
+from vae_jax import inference, trainer
+if which == "train":
+  import train as cli_module
+  sys.argv = ["train.py", "--config", "configs/mnist_hvae.py", "--workdir", workdir]
+elif which == "sample":
+  import sample as cli_module
+  sys.argv = ["sample.py", "--workdir", workdir]
+else:
+  from vae_jax import evaluate as cli_module
+  sys.argv = ["evaluate", "--workdir", workdir, "--metrics", "elbo"]
+assert not xla_bridge.backends_are_initialized(), "importing the CLI started JAX"
+def stop(*args, **kwargs):  # where the real work would start
+  print("XLA_FLAGS=" + os.environ.get("XLA_FLAGS", ""), "started=" + str(xla_bridge.backends_are_initialized()))
+  sys.exit(0)
+inference.load_trained = trainer.train_and_evaluate = stop
+cli_module.main()
+"""
+
+
+@pytest.mark.parametrize("which,unrolling", [("train", False), ("sample", False), ("evaluate", False),
+                                             ("evaluate", True)])
+def test_the_clis_apply_the_choice_before_jax_starts(tmp_path, which, unrolling):
+  """train.py applies its config's choice; sample.py and vae_jax.evaluate the run's saved one."""
+  (tmp_path / "config.json").write_text(json.dumps({"xla_cpu_loop_unrolling": unrolling}))
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  out = subprocess.run([sys.executable, "-c", _CLI, which, str(tmp_path)], env=dict(env, JAX_PLATFORMS="cpu"),
+                       cwd=REPO, check=True, timeout=120, capture_output=True, text=True).stdout
+  assert "started=False" in out
+  assert (xla_cpu.KEY in out) == (not unrolling)  # train.py reads configs/mnist_hvae.py: False
 
 
 _KERNEL = """
@@ -85,5 +119,6 @@ def _fusion_ir(tmp: Path, unrolling: bool) -> str:
 
 def test_the_option_vectorises_a_fusion_with_a_constant(tmp_path):
   """The reason for the option: with unrolling this fusion's loop has no vector instructions."""
-  assert " x float>" not in _fusion_ir(tmp_path, unrolling=True)
+  assert " x float>" not in _fusion_ir(tmp_path, unrolling=True), \
+      "this XLA vectorises the fusion without the option: xla_cpu_loop_unrolling may no longer be needed"
   assert " x float>" in _fusion_ir(tmp_path, unrolling=False)

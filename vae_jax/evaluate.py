@@ -233,6 +233,8 @@ def main() -> None:
     raise UserError("--metrics is empty; name at least one, e.g. --metrics is_nll,elbo")
   quality = {"features": _FEATURES.value, "num_samples": _NUM_SAMPLES.value, "judge_dir": _JUDGE_DIR.value,
              "judge_steps": _JUDGE_STEPS.value}
+  from vae_jax import inference, xla_cpu
+  xla_cpu.apply(inference.load_config(Path(_WORKDIR.value)))  # the run's choice, before JAX starts
   record = evaluate_run(_WORKDIR.value, _METRICS.value, k=_K.value, chunk=_CHUNK.value,
                         num_examples=_NUM.value, batch_size=_BATCH.value, quality=quality,
                         examples=None if _EXAMPLES.value is None else parse_examples(_EXAMPLES.value))

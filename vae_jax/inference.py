@@ -24,7 +24,6 @@ from vae_jax.data.source import gather_examples
 from vae_jax import images
 from vae_jax import model as model_lib
 from vae_jax import sampling
-from vae_jax import xla_cpu
 from vae_jax.errors import UserError
 
 
@@ -60,7 +59,6 @@ def load_config(workdir: Path) -> ml_collections.ConfigDict:
     raise UserError(f"{path} is not valid JSON ({e}); restore it from the run") from None
   config = config_lib.base_config()
   _merge(config, saved)
-  xla_cpu.apply(config)  # the run's XLA:CPU choice, if JAX's backend has not started yet
   return config
 
 
