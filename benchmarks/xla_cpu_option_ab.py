@@ -7,9 +7,10 @@
 Each measurement runs in a fresh process, once with `xla_cpu.OPTION` added to XLA_FLAGS ("on":
 loop unrolling off, what `xla_cpu_loop_unrolling = False` asks for) and once without it ("off"), the
 two alternating so that drift on a shared machine hits both alike. (The timing scripts take XLA
-options from XLA_FLAGS alone; they do not apply a config's `xla_cpu_loop_unrolling`.) Measurements: tanh-GELU on f32 arrays of the hierarchy's shapes (ns per element,
-fastest of 5 rounds); one `mnist_hvae` IS-NLL call (benchmarks/is_nll_call_time.py); one train step
-of each config (benchmarks/step_time.py). Appends one JSON line per measurement and arm to --output
+options from XLA_FLAGS alone; they do not apply a config's `xla_cpu_loop_unrolling`.)
+Measurements: tanh-GELU on f32 arrays of the hierarchy's shapes (ns per element, fastest of 5
+rounds); one `mnist_hvae` IS-NLL call (benchmarks/is_nll_call_time.py); one train step of each
+config (benchmarks/step_time.py). Appends one JSON line per measurement and arm to --output
 and prints a table of the fastest on/off ratio per measurement. Run it on a quiet CPU.
 """
 

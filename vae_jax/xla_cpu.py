@@ -6,7 +6,8 @@ loop over a rank-3 or rank-4 array with a short minor dimension scalar: tanh-GEL
 costs 5-7 ns per element instead of under 1 ns. Conv models' activations are such arrays. The
 backend option `xla_cpu_disable_loop_unrolling` vectorises them again, but it slows other models
 (train steps of the tanh MLP ladder and `mnist_ar` take 17-20% more time), so it is a per-config
-choice: the conv hierarchy's configs set `xla_cpu_loop_unrolling = False`. Measured A/B: `benchmarks/xla_cpu_option_ab.py`.
+choice: the conv hierarchy's configs set `xla_cpu_loop_unrolling = False`. Measured A/B:
+`benchmarks/xla_cpu_option_ab.py`.
 
 The option is process-wide and read from `XLA_FLAGS` when JAX creates its CPU backend (the first
 computation or `jax.devices()`): `apply(config)` must run before that. train.py, sample.py,
