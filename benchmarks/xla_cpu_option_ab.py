@@ -85,7 +85,11 @@ def main() -> None:
   best: dict[tuple[str, str, str], float] = {}
   Path(args.output).parent.mkdir(parents=True, exist_ok=True)
   chosen = set(filter(None, args.measurements.split(",")))
-  for name, cmd in _measurements(args.configs.split(",")).items():
+  measurements = _measurements(args.configs.split(","))
+  if chosen - set(measurements):
+    raise SystemExit(f"error: unknown --measurements {', '.join(sorted(chosen - set(measurements)))}; "
+                     f"choose from {', '.join(measurements)}")
+  for name, cmd in measurements.items():
     if chosen and name not in chosen:
       continue
     for i in range(args.alternations):
